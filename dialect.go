@@ -1,0 +1,383 @@
+package lockmgr
+
+import (
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// This file holds every piece of SQL that differs between databases.
+// Statements are written with @name placeholders, compiled once per Manager
+// into positional SQL plus the order in which to bind the values.
+//
+// Time: PostgreSQL and MySQL judge expiry by the database's clock
+// (statement_timestamp(), UTC_TIMESTAMP(6)); SQLite has no server, so the
+// client's clock is passed in as UTC text, the form Django writes.
+// Timestamps are read back as microseconds since the epoch (PostgreSQL,
+// MySQL) or as text (SQLite), never through the driver's time-zone setting.
+
+type argKey int
+
+const (
+	aName    argKey = iota
+	aBy             // locked_by
+	aPid            // lock_process
+	aMicros         // expiry in microseconds; nil: never (PostgreSQL, MySQL)
+	aUntil          // now+expiry as UTC text; nil: never (SQLite)
+	aToken          // owner token
+	aFence          // now in microseconds, the fence floor (SQLite)
+	aNow            // now as UTC text (SQLite)
+	aChannel        // NOTIFY channel (PostgreSQL)
+	aOld            // the expiry a compare-and-set expects (SQLite)
+	numArgs
+)
+
+var argNames = map[string]argKey{
+	"name": aName, "by": aBy, "pid": aPid, "micros": aMicros, "until": aUntil,
+	"token": aToken, "fence": aFence, "now": aNow, "channel": aChannel, "old": aOld,
+}
+
+// stmt is a compiled statement: SQL with ? placeholders and the values to bind.
+type stmt struct {
+	sql  string
+	args []argKey
+}
+
+type values [numArgs]any
+
+func (s stmt) bind(v *values) []any {
+	out := make([]any, len(s.args))
+	for i, k := range s.args {
+		out[i] = v[k]
+	}
+	return out
+}
+
+// compile turns "… @name …" into "… ? …" and records the order of names.
+// An unknown name is a bug in this file; newDialect reports it.
+func (d *dialect) compile(tmpl string) stmt {
+	var b strings.Builder
+	var args []argKey
+	for {
+		i := strings.IndexByte(tmpl, '@')
+		if i < 0 {
+			b.WriteString(tmpl)
+			return stmt{sql: b.String(), args: args}
+		}
+		b.WriteString(tmpl[:i])
+		j := i + 1
+		for j < len(tmpl) && (tmpl[j] >= 'a' && tmpl[j] <= 'z') {
+			j++
+		}
+		k, ok := argNames[tmpl[i+1:j]]
+		if !ok && d.err == nil {
+			d.err = fmt.Errorf("lockmgr: internal error: unknown placeholder %q", tmpl[i:j])
+		}
+		b.WriteByte('?')
+		args = append(args, k)
+		tmpl = tmpl[j:]
+	}
+}
+
+// server is what lockmgr needs to know of a MySQL-family server.
+type server struct {
+	returning     bool   // INSERT … RETURNING (MariaDB 10.5+); else acquire reads back by token
+	nameCollation string // binary NO PAD: byte-exact names
+}
+
+// dialect is the compiled SQL of one database kind for one table.
+type dialect struct {
+	kind        string // "postgres", "mysql" or "sqlite"
+	srv         server
+	clientClock bool // SQLite: times come from this process, as text
+	// renewViaLastInsertID: MySQL has no UPDATE … RETURNING; the new expiry
+	// comes back through LAST_INSERT_ID(expr), 0 meaning no row matched.
+	renewViaLastInsertID bool
+	// addTimeInClient: SQLite's date functions work in whole milliseconds,
+	// so an AddTime renewal reads the expiry, adds in Go, and writes it back
+	// if unchanged (readUntil, casUntil).
+	addTimeInClient bool
+	table           string // quoted
+	fenceTable      string // quoted; SQLite's side table of the highest fence
+
+	acquire, release, releaseNotify, unlock, unlockNotify stmt
+	isLocked, renewMax, renewAdd, clean, reset, list      stmt
+	liveFlag                                              stmt   // 1 for a live row, else 0
+	readUntil, casUntil                                   stmt   // AddTime on SQLite
+	readBack                                              stmt   // the acquired row, without RETURNING
+	get                                                   stmt   // one live lock
+	columns                                               string // for SELECTs that read whole rows
+	err                                                   error
+}
+
+// Fragments that differ per database; the statements below combine them.
+type fragments struct {
+	quote    func(string) string
+	now      string // current time
+	until    string // now + expiry, or NULL
+	fenceNow string // the fence of a new row: now in microseconds, read after fenceLock
+	// fenceLock is the FROM clause of the acquisition's row source: it takes
+	// a per-name lock, held until commit, before the fence is read. An
+	// acquisition that then waits for another's write of the name still
+	// reads a later clock than that one did, even if the row it wrote is
+	// deleted before this one is inserted. Empty on SQLite, whose write lock
+	// serialises whole statements.
+	fenceLock   string
+	micros      func(col string) string
+	greatest    string
+	addExpiry   func(base string) string // base + expiry
+	byteOrder   string                   // ORDER BY suffix for byte order
+	noExpiry    string                   // true when the call asks for no expiry
+	excluded    string                   // the row proposed for insertion
+	insertAlias string
+	rowPrefix   string // qualifies the existing row's columns in ON CONFLICT
+}
+
+var postgresFragments = fragments{
+	quote:       func(s string) string { return `"` + s + `"` },
+	now:         "statement_timestamp()",
+	until:       "statement_timestamp() + @micros::bigint * interval '1 microsecond'",
+	fenceNow:    "(extract(epoch from clock_timestamp()) * 1000000)::bigint",
+	fenceLock:   " FROM (SELECT pg_advisory_xact_lock({tablekey}, hashtext(@name))) fence_lock",
+	micros:      func(c string) string { return "(extract(epoch from " + c + ") * 1000000)::bigint" },
+	greatest:    "GREATEST",
+	addExpiry:   func(b string) string { return b + " + @micros::bigint * interval '1 microsecond'" },
+	byteOrder:   ` COLLATE "C"`,
+	noExpiry:    "@micros::bigint IS NULL",
+	excluded:    "EXCLUDED",
+	insertAlias: " AS l",
+	rowPrefix:   "l.",
+}
+
+var mysqlFragments = fragments{
+	quote: func(s string) string { return "`" + s + "`" },
+	now:   "UTC_TIMESTAMP(6)",
+	until: "DATE_ADD(UTC_TIMESTAMP(6), INTERVAL @micros MICROSECOND)",
+	// UTC_TIMESTAMP is the statement's start; SYSDATE is the moment of
+	// evaluation (after the bucket lock), in the session's zone, so its
+	// distance from NOW(6) is added to the UTC start.
+	fenceNow:  "TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6)) + TIMESTAMPDIFF(MICROSECOND, NOW(6), SYSDATE(6))",
+	fenceLock: " FROM {fences} WHERE id = CRC32(@name) % " + fenceBuckets + " FOR UPDATE",
+	micros:    func(c string) string { return "TIMESTAMPDIFF(MICROSECOND, '1970-01-01', " + c + ")" },
+	greatest:  "GREATEST",
+	addExpiry: func(b string) string { return "DATE_ADD(" + b + ", INTERVAL @micros MICROSECOND)" },
+	noExpiry:  "@micros IS NULL",
+}
+
+var sqliteFragments = fragments{
+	quote: func(s string) string { return `"` + s + `"` },
+	now:   "@now",
+	until: "@until",
+	// The high-water mark of the table's fences, kept by triggers in a side
+	// table, and read under SQLite's write lock: a fence from the clock
+	// alone could be taken before a wait for that lock, and so fall below
+	// one written (and deleted) meanwhile.
+	fenceNow: "MAX(@fence, COALESCE((SELECT hwm FROM {fences} WHERE id = 1), 0) + 1)",
+	micros:   func(c string) string { return c },
+	greatest: "MAX",
+	noExpiry: "@until IS NULL",
+	excluded: "excluded",
+}
+
+func newDialect(kind, table string, srv server) (*dialect, error) {
+	var f fragments
+	switch kind {
+	case "postgres":
+		f = postgresFragments
+	case "mysql":
+		f = mysqlFragments
+	case "sqlite":
+		f = sqliteFragments
+	default:
+		return nil, fmt.Errorf("%w: unsupported database %q (lockmgr supports postgres, mysql and sqlite)", ErrInvalidOption, kind)
+	}
+	parts := strings.Split(table, ".")
+	for i, p := range parts {
+		parts[i] = f.quote(p)
+	}
+	fences := slices.Clone(parts)
+	fences[len(fences)-1] = f.quote(strings.Split(table, ".")[len(parts)-1] + "_fence")
+	d := &dialect{kind: kind, srv: srv, table: strings.Join(parts, "."), fenceTable: strings.Join(fences, "."), clientClock: kind == "sqlite",
+		renewViaLastInsertID: kind == "mysql", addTimeInClient: kind == "sqlite"}
+	d.build(f)
+	return d, d.err
+}
+
+func (d *dialect) build(f fragments) {
+	t := d.table
+	live := "(locked_until IS NULL OR locked_until > " + f.now + ")"
+	d.columns = "name, COALESCE(locked_by, ''), lock_process, " + f.micros("locked_until") +
+		", token, fence, " + f.micros("created_at") + ", " + f.micros("updated_at")
+	d.acquire = d.compile(d.acquireSQL(f))
+	d.readBack = d.compile("SELECT " + acquired(f) + " FROM " + t + " WHERE name = @name AND token = @token")
+	d.release = d.compile("DELETE FROM " + t + " WHERE name = @name AND token = @token")
+	d.unlock = d.compile("DELETE FROM " + t + " WHERE name = @name")
+	d.releaseNotify = d.compile("WITH d AS (DELETE FROM " + t + " WHERE name = @name AND token = @token RETURNING name) " +
+		"SELECT count(*) FROM d, pg_notify(@channel, d.name)")
+	d.unlockNotify = d.compile("WITH d AS (DELETE FROM " + t + " WHERE name = @name RETURNING name) " +
+		"SELECT count(*) FROM d, pg_notify(@channel, d.name)")
+	d.liveFlag = d.compile("CASE WHEN " + live + " THEN 1 ELSE 0 END")
+	d.isLocked = d.compile("SELECT COUNT(*) FROM " + t + " WHERE name = @name AND " + live)
+	d.renewMax = d.compile(d.renewSQL(f, f.greatest+"(locked_until, "+f.until+")"))
+	if !d.addTimeInClient { // SQLite adds in Go: readUntil, casUntil
+		d.renewAdd = d.compile(d.renewSQL(f, f.addExpiry(f.greatest+"(locked_until, "+f.now+")")))
+	}
+	d.readUntil = d.compile("SELECT locked_until || '' FROM " + t + " WHERE name = @name AND token = @token")
+	d.casUntil = d.compile("UPDATE " + t + " SET locked_until = @until, updated_at = @now" +
+		" WHERE name = @name AND token = @token AND locked_until = @old")
+	d.clean = d.compile("DELETE FROM " + t + " WHERE locked_until <= " + f.now)
+	d.reset = d.compile("DELETE FROM " + t)
+	d.list = d.compile("SELECT " + d.columns + " FROM " + t + " WHERE " + live + " ORDER BY name" + f.byteOrder)
+	d.get = d.compile("SELECT " + d.columns + " FROM " + t + " WHERE name = @name AND " + live)
+}
+
+// acquireSQL is the one-statement acquisition: insert, or take over a row
+// whose expiry has passed, and return the row as it stands afterwards.
+// The caller won when the returned token is its own.
+func (d *dialect) acquireSQL(f fragments) string {
+	row := "@name, @by, @pid, " + f.until + ", @token, " + f.fenceNow + ", " + f.now + ", " + f.now
+	source := " VALUES (" + row + ")"
+	if f.fenceLock != "" {
+		source = " SELECT " + row + f.fenceLock
+	}
+	source = strings.NewReplacer("{fences}", d.fenceTable, "{tablekey}", strconv.Itoa(int(int32(crc32.ChecksumIEEE([]byte(d.table)))))).Replace(source)
+	insert := "INSERT INTO " + d.table + f.insertAlias +
+		" (name, locked_by, lock_process, locked_until, token, fence, created_at, updated_at)" + source
+	returning := " RETURNING " + acquired(f)
+	switch {
+	case !d.srv.returning:
+		returning = ""
+	case d.clientClock: // the caller knows the times it passed
+		returning = " RETURNING token, fence"
+	}
+	if d.kind == "mysql" {
+		// A later assignment sees the columns already assigned, so locked_until,
+		// which decides "expired", is assigned last.
+		expired := "locked_until <= UTC_TIMESTAMP(6)"
+		set := func(col, val string) string { return col + " = IF(" + expired + ", " + val + ", " + col + ")" }
+		return insert + " ON DUPLICATE KEY UPDATE " + strings.Join([]string{
+			set("locked_by", "VALUES(locked_by)"), set("lock_process", "VALUES(lock_process)"),
+			set("token", "VALUES(token)"), set("fence", "GREATEST(fence + 1, VALUES(fence))"),
+			set("created_at", "VALUES(created_at)"), set("updated_at", "VALUES(updated_at)"),
+			set("locked_until", "VALUES(locked_until)"),
+		}, ", ") + returning
+	}
+	x, p := f.excluded, f.rowPrefix
+	return insert + " ON CONFLICT (name) DO UPDATE SET locked_by = " + x + ".locked_by, lock_process = " + x +
+		".lock_process, locked_until = " + x + ".locked_until, token = " + x + ".token, fence = " + f.greatest +
+		"(" + p + "fence + 1, " + x + ".fence), created_at = " + x + ".created_at, updated_at = " + x + ".updated_at" +
+		" WHERE " + p + "locked_until <= " + f.now + returning
+}
+
+// fenceBuckets is how many rows MySQL's <table>_fence holds: an acquisition
+// locks the one its name hashes to, as PostgreSQL's takes an advisory lock.
+const fenceBuckets = "1024" // = 32 × 32, see migrateMySQLFences
+
+// acquired lists what an acquisition reads back: the token (the caller's
+// own if it won), the fence, the expiry and the acquisition time.
+func acquired(f fragments) string {
+	return "token, fence, " + f.micros("locked_until") + ", " + f.micros("created_at")
+}
+
+// renewSQL is the owner-checked renewal: by name and token, never shortening
+// a lock and keeping a never-expiring one so (∞ + d = ∞). A renewal with
+// no expiry (@micros / @until NULL) makes the lock never expire.
+func (d *dialect) renewSQL(f fragments, extended string) string {
+	newUntil := "CASE WHEN locked_until IS NULL OR " + f.noExpiry + " THEN NULL ELSE " + extended + " END"
+	where := " WHERE name = @name AND token = @token"
+	if d.renewViaLastInsertID {
+		// fence + 0 * LAST_INSERT_ID(…) carries the new expiry back (1: never);
+		// assigned first, it reads the old locked_until under any sql_mode.
+		return "UPDATE " + d.table + " SET fence = fence + 0 * LAST_INSERT_ID(COALESCE(" + f.micros(newUntil) +
+			", 1)), locked_until = " + newUntil + ", updated_at = " + f.now + where
+	}
+	return "UPDATE " + d.table + " SET locked_until = " + newUntil + ", updated_at = " + f.now + where +
+		" RETURNING " + f.micros("locked_until")
+}
+
+// sqliteTimeLayout is how Django, and lockmgr, write times to SQLite.
+const sqliteTimeLayout = "2006-01-02 15:04:05.000000"
+
+// fill sets the values every statement of this dialect may bind.
+// With a client clock (SQLite) it returns the times it passed: now, and
+// now+expires (zero for no expiry), to the microsecond as stored.
+func (d *dialect) fill(v *values, expires time.Duration) (now, until time.Time) {
+	if !d.clientClock {
+		if expires > 0 {
+			v[aMicros] = micros(expires)
+		}
+		return now, until
+	}
+	now = time.Now().UTC().Truncate(time.Microsecond)
+	v[aNow] = now.Format(sqliteTimeLayout)
+	v[aFence] = now.UnixMicro()
+	if expires > 0 {
+		until = addExpires(now, expires)
+		v[aUntil] = until.Format(sqliteTimeLayout)
+	}
+	return now, until
+}
+
+// addExpires is t+d rounded up to a whole microsecond, as the databases
+// store it.
+func addExpires(t time.Time, d time.Duration) time.Time {
+	u := t.Add(d)
+	if r := u.Nanosecond() % 1000; r != 0 {
+		u = u.Add(time.Duration(1000 - r))
+	}
+	return u
+}
+
+// micros is d in whole microseconds, rounded up so a tiny expiry still expires.
+func micros(d time.Duration) int64 {
+	us := int64(d / time.Microsecond)
+	if d%time.Microsecond != 0 {
+		us++
+	}
+	return us
+}
+
+func (d *dialect) quoteIndex(name string) string {
+	if d.kind == "mysql" {
+		return "`" + name + "`"
+	}
+	return `"` + strings.ReplaceAll(name, ".", "_") + `"`
+}
+
+// schema is the schema part of a qualified table name, or nil.
+func (d *dialect) schema(table string) any {
+	if i := strings.IndexByte(table, '.'); i >= 0 {
+		return table[:i]
+	}
+	return nil
+}
+
+func (d *dialect) bareTable(table string) string {
+	return table[strings.IndexByte(table, '.')+1:]
+}
+
+// retryable reports a transaction the database aborted to break a deadlock
+// or a serialization conflict, which a fresh attempt can get past. Inside a
+// caller's transaction on MySQL it is not retryable: MySQL rolls back the
+// whole transaction, not just lockmgr's savepoint.
+func (d *dialect) retryable(err error, inTx bool) bool {
+	if err == nil {
+		return false
+	}
+	var state interface{ SQLState() string }
+	if errors.As(err, &state) {
+		return state.SQLState() == "40P01" || state.SQLState() == "40001"
+	}
+	msg := err.Error()
+	switch d.kind {
+	case "mysql":
+		return !inTx && (strings.Contains(msg, "Error 1213") || strings.Contains(msg, "Error 1205"))
+	case "sqlite":
+		return !inTx && strings.Contains(msg, "database is locked")
+	}
+	return false
+}

@@ -1,0 +1,12 @@
+package lockmgr
+
+// WithoutReturning returns a copy of m that acquires as it must on a
+// server without INSERT … RETURNING (MySQL 8), so that path can be tested
+// on MariaDB, which accepts the same SQL.
+func WithoutReturning(m *Manager) *Manager {
+	c := *m
+	srv := m.d.srv
+	srv.returning = false
+	c.d, _ = newDialect(m.d.kind, m.tableName, srv)
+	return &c
+}

@@ -1,0 +1,339 @@
+package lockmgr
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// Manager takes and releases named locks in one table of one database.
+// It is safe for concurrent use; make one per table and share it.
+type Manager struct {
+	db        *gorm.DB // the session lock statements run on
+	d         *dialect
+	tableName string
+	owner     string
+	logger    *slog.Logger
+	hooks     Hooks
+	notifier  Notifier
+	channel   string
+	inTx      bool
+}
+
+// New returns a Manager for the lock table of db (DefaultTable unless
+// WithTable says otherwise). It does not touch the database or migrate:
+// call AutoMigrate, or use NewPlugin. It returns ErrInvalidOption for a bad
+// option or a database other than PostgreSQL, MySQL/MariaDB or SQLite.
+func New(db *gorm.DB, opts ...Option) (*Manager, error) {
+	if db == nil {
+		return nil, fmt.Errorf("%w: nil *gorm.DB", ErrInvalidOption)
+	}
+	s := settings{table: DefaultTable, owner: hostname()}
+	for _, o := range opts {
+		if o == nil {
+			return nil, fmt.Errorf("%w: nil Option", ErrInvalidOption)
+		}
+		if err := o(&s); err != nil {
+			return nil, err
+		}
+	}
+	kind := db.Dialector.Name()
+	d, err := newDialect(kind, s.table, mysqlServer(db, kind))
+	if err != nil {
+		return nil, err
+	}
+	m := &Manager{
+		db: session(db, d), d: d, tableName: s.table,
+		owner: s.owner, logger: s.logger, hooks: s.hooks, notifier: s.notifier,
+	}
+	if m.notifier != nil && kind == "postgres" {
+		m.channel = m.notifier.Channel(s.table)
+	}
+	return m, nil
+}
+
+// mysqlServer tells MariaDB 10.5+ (INSERT … RETURNING, NO PAD binary
+// collation utf8mb4_nopad_bin) from MySQL 8 and older MariaDB, from the
+// version GORM's MySQL dialector records when it connects.
+func mysqlServer(db *gorm.DB, kind string) server {
+	srv := server{returning: true, nameCollation: "utf8mb4_nopad_bin"}
+	if kind != "mysql" {
+		return srv
+	}
+	v := reflect.Indirect(reflect.ValueOf(db.Dialector))
+	if v.Kind() != reflect.Struct {
+		return srv
+	}
+	f := v.FieldByName("ServerVersion")
+	if !f.IsValid() || f.Kind() != reflect.String || f.String() == "" {
+		return srv
+	}
+	version := f.String()
+	if !strings.Contains(version, "MariaDB") {
+		return server{returning: false, nameCollation: "utf8mb4_0900_bin"}
+	}
+	var major, minor int
+	_, _ = fmt.Sscanf(version, "%d.%d", &major, &minor)
+	srv.returning = major > 10 || major == 10 && minor >= 5
+	return srv
+}
+
+// Table is the name of the Manager's lock table.
+func (m *Manager) Table() string { return m.tableName }
+
+// WithTx returns a Manager with the same settings whose calls run inside
+// the caller's transaction tx: what they write commits or rolls back with
+// it. Multi-statement calls (RenewLock, SetLock) use a savepoint in it.
+func (m *Manager) WithTx(tx *gorm.DB) *Manager {
+	c := *m
+	c.db = tx.Session(&gorm.Session{NewDB: true})
+	c.inTx = true
+	return &c
+}
+
+func (m *Manager) conn(ctx context.Context) *gorm.DB {
+	return m.db.WithContext(ctx)
+}
+
+// query runs s and scans its first row into dest; found is false when it
+// returned no row.
+func (m *Manager) query(ctx context.Context, s stmt, v *values, dest ...any) (found bool, err error) {
+	rows, err := m.raw(ctx, s, v).Rows()
+	if err != nil {
+		return false, err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return false, rows.Err()
+	}
+	if err := rows.Scan(dest...); err != nil {
+		return false, err
+	}
+	return true, rows.Close()
+}
+
+// exec runs s and returns how many rows it changed.
+func (m *Manager) exec(ctx context.Context, s stmt, v *values) (int64, error) {
+	res := m.conn(ctx).Exec(s.sql, s.bind(v)...)
+	return res.RowsAffected, res.Error
+}
+
+// writeSetting is gorm.io/plugin/dbresolver's "use the primary" setting.
+const writeSetting = "gorm:db_resolver:write"
+
+// raw starts a query on the Manager's session with one fresh GORM
+// Statement: WithContext would copy the session's Config and Statement,
+// and Raw copy the Statement again, on every lock call. The query is
+// marked for the primary, as session() explains (a write goes there
+// anyway).
+func (m *Manager) raw(ctx context.Context, s stmt, v *values) *gorm.DB {
+	tx := m.db.Raw(s.sql, s.bind(v)...)
+	tx.Statement.Context = ctx
+	tx.Statement.Settings.Store(writeSetting, struct{}{})
+	return tx
+}
+
+func (m *Manager) lockedBy(c *lockConfig) string {
+	if c.lockedBy != nil {
+		return *c.lockedBy
+	}
+	return m.owner
+}
+
+func process(c *lockConfig) int64 {
+	if c.process != nil {
+		return *c.process
+	}
+	return processID
+}
+
+// prepare validates a call's name and options before any SQL runs.
+func prepare(name string, opts []LockOption) (lockConfig, error) {
+	if err := ValidateName(name); err != nil {
+		return lockConfig{}, err
+	}
+	return newLockConfig(opts)
+}
+
+func validateLock(l *Lock) error {
+	if l == nil {
+		return fmt.Errorf("%w: nil *Lock", ErrInvalidOption)
+	}
+	return ValidateName(l.Name)
+}
+
+// GetLock takes the named lock for Expires (default DefaultExpires) in one
+// statement, taking over an expired holder's row. When the name is held it
+// returns an error matching ErrLocked at once, or, with Wait(d), retries
+// until d passes or ctx ends (then the error matches both ErrLocked and
+// ctx's error). Of any number of concurrent callers exactly one wins.
+func (m *Manager) GetLock(ctx context.Context, name string, opts ...LockOption) (*Lock, error) {
+	c, err := prepare(name, opts)
+	if err != nil {
+		return nil, err
+	}
+	l, _, err := m.acquire(ctx, name, &c)
+	return l, err
+}
+
+// tryAcquire is one attempt: the conditional upsert of dialect.acquire.
+func (m *Manager) tryAcquire(ctx context.Context, name string, c *lockConfig, start time.Time) (*Lock, error) {
+	l := &Lock{Name: name, LockedBy: m.lockedBy(c), Token: newToken()}
+	var v values
+	now, until := m.d.fill(&v, c.expires)
+	v[aName], v[aBy], v[aToken] = name, l.LockedBy, l.Token
+	if pid := process(c); pid != 0 {
+		l.LockProcess, v[aPid] = &pid, pid
+	}
+	var token string
+	var dbUntil, dbCreated any
+	dest := []any{&token, &l.Fence, &dbUntil, &dbCreated}
+	if m.d.clientClock {
+		dest = dest[:2]
+	}
+	found, err := m.runAcquire(ctx, &v, dest...)
+	if err != nil {
+		return nil, fmt.Errorf("lockmgr: acquire %q: %w", name, err)
+	}
+	if !found || token != l.Token {
+		m.event(ctx, m.hooks.OnContended, &Lock{Name: name}, start, "lockmgr: contended")
+		return nil, heldError(name)
+	}
+	if err := setAcquiredTimes(l, m.d.clientClock, now, until, dbUntil, dbCreated); err != nil {
+		return nil, fmt.Errorf("lockmgr: acquire %q: %w", name, err)
+	}
+	m.event(ctx, m.hooks.OnAcquire, l, start, "lockmgr: acquired")
+	return l, nil
+}
+
+// runAcquire runs the acquisition and reads back the row as it stands.
+// Without RETURNING (MySQL 8) a second statement reads it back by token;
+// an unchanged row (0 affected) means the name is held.
+func (m *Manager) runAcquire(ctx context.Context, v *values, dest ...any) (bool, error) {
+	for attempt := 1; ; attempt++ {
+		found, err := m.runAcquireOnce(ctx, v, dest...)
+		if attempt == maxAcquireAttempts || !m.d.retryable(err, m.inTx) || sleep(ctx, jitter(minBackoff)) != nil {
+			return found, err
+		}
+	}
+}
+
+// maxAcquireAttempts bounds the retries of an acquisition the database
+// rolled back to break a deadlock (InnoDB does that to a statement that
+// races a release), which a fresh attempt gets past.
+const maxAcquireAttempts = 5
+
+func (m *Manager) runAcquireOnce(ctx context.Context, v *values, dest ...any) (bool, error) {
+	if m.d.srv.returning {
+		return m.query(ctx, m.d.acquire, v, dest...)
+	}
+	n, err := m.exec(ctx, m.d.acquire, v)
+	if err != nil || n == 0 {
+		return false, err
+	}
+	return m.query(ctx, m.d.readBack, v, dest...)
+}
+
+// setAcquiredTimes sets l's expiry and acquisition time: the ones this
+// process passed (SQLite), or the ones the database returned.
+func setAcquiredTimes(l *Lock, clientClock bool, now, until time.Time, dbUntil, dbCreated any) error {
+	if clientClock {
+		if !until.IsZero() {
+			l.LockedUntil = &until
+		}
+		l.CreatedAt, l.UpdatedAt = now, now
+		return nil
+	}
+	var err error
+	if l.LockedUntil, err = toTime(dbUntil); err != nil {
+		return err
+	}
+	t, err := toTime(dbCreated)
+	if err == nil && t != nil {
+		l.CreatedAt, l.UpdatedAt = *t, *t
+	}
+	return err
+}
+
+// Release releases l if its token still holds the name, in one statement.
+// If the lock was unlocked, cleaned, reset, or expired and taken over, it
+// returns an error matching ErrNotHeld and leaves the new holder alone. A
+// lock whose expiry passed but that nobody took is still released.
+func (m *Manager) Release(ctx context.Context, l *Lock) error {
+	if err := validateLock(l); err != nil {
+		return err
+	}
+	if l.Token == "" {
+		return fmt.Errorf("%w: lock %q has no token", ErrNotHeld, l.Name)
+	}
+	start := time.Now()
+	var v values
+	v[aName], v[aToken] = l.Name, l.Token
+	n, err := m.delete(ctx, m.d.release, m.d.releaseNotify, &v)
+	if err != nil {
+		m.warn(ctx, "lockmgr: release failed", l.Name, err)
+		return fmt.Errorf("lockmgr: release %q: %w", l.Name, err)
+	}
+	if n == 0 {
+		return notHeldError(l.Name)
+	}
+	m.released(ctx, l, start)
+	return nil
+}
+
+// Unlock deletes the named lock whoever holds it (django-lockmgr's unlock),
+// in one statement. An absent name is not an error.
+func (m *Manager) Unlock(ctx context.Context, name string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	start := time.Now()
+	var v values
+	v[aName] = name
+	n, err := m.delete(ctx, m.d.unlock, m.d.unlockNotify, &v)
+	if err != nil {
+		return fmt.Errorf("lockmgr: unlock %q: %w", name, err)
+	}
+	if n > 0 {
+		m.released(ctx, &Lock{Name: name}, start)
+	}
+	return nil
+}
+
+// delete runs a DELETE, announcing it on the notifier's channel in the
+// same statement when there is one.
+func (m *Manager) delete(ctx context.Context, plain, notify stmt, v *values) (int64, error) {
+	if m.channel == "" {
+		return m.exec(ctx, plain, v)
+	}
+	v[aChannel] = m.channel
+	var n int64
+	_, err := m.query(ctx, notify, v, &n)
+	return n, err
+}
+
+func (m *Manager) released(ctx context.Context, l *Lock, start time.Time) {
+	wakeLocal(m.tableName, l.Name)
+	m.event(ctx, m.hooks.OnRelease, l, start, "lockmgr: released")
+}
+
+// IsLocked reports whether a live lock holds name, in one statement.
+// Expired rows count as absent.
+func (m *Manager) IsLocked(ctx context.Context, name string) (bool, error) {
+	if err := ValidateName(name); err != nil {
+		return false, err
+	}
+	var v values
+	m.d.fill(&v, 0)
+	v[aName] = name
+	var n int64
+	if _, err := m.query(ctx, m.d.isLocked, &v, &n); err != nil {
+		return false, fmt.Errorf("lockmgr: is locked %q: %w", name, err)
+	}
+	return n > 0, nil
+}

@@ -1,0 +1,242 @@
+package lockmgr
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Defaults of the options that take a duration.
+const (
+	// DefaultExpires is how long a lock lasts unless Expires says otherwise
+	// (django-lockmgr's 600 seconds).
+	DefaultExpires = 600 * time.Second
+	// DefaultScopeRenew is how much Scope.Renew adds unless Expires says
+	// otherwise (django-lockmgr's LockMgr.renew: 120 seconds, add time).
+	DefaultScopeRenew = 120 * time.Second
+	// DefaultReleaseTimeout bounds the release a scope does when it ends,
+	// which runs on a fresh context so a cancelled caller still cleans up.
+	DefaultReleaseTimeout = 10 * time.Second
+)
+
+// Option configures a Manager; pass options to New or NewPlugin.
+type Option func(*settings) error
+
+type settings struct {
+	table    string
+	owner    string
+	logger   *slog.Logger
+	hooks    Hooks
+	notifier Notifier
+}
+
+// WithTable makes the Manager use the named table instead of DefaultTable.
+// The name may be schema-qualified ("locks.lockmgr_lock"); each part must
+// be letters, digits and underscores.
+func WithTable(name string) Option {
+	return func(s *settings) error {
+		if err := validateTable(name); err != nil {
+			return err
+		}
+		s.table = name
+		return nil
+	}
+}
+
+// WithOwner sets the LockedBy the Manager writes when a call gives no
+// LockedBy option. The default is os.Hostname().
+func WithOwner(lockedBy string) Option {
+	return func(s *settings) error {
+		if err := validateLockedBy(lockedBy); err != nil {
+			return err
+		}
+		s.owner = lockedBy
+		return nil
+	}
+}
+
+// WithLogger makes the Manager log acquisitions, releases and renewals at
+// debug level, and lost locks and failed releases as warnings. By default
+// nothing is logged.
+func WithLogger(l *slog.Logger) Option {
+	return func(s *settings) error {
+		s.logger = l
+		return nil
+	}
+}
+
+// WithHooks installs lifecycle hooks, called after each acquisition,
+// release, renewal, contention and lost lock. Unset hooks cost nothing.
+func WithHooks(h Hooks) Option {
+	return func(s *settings) error {
+		s.hooks = h
+		return nil
+	}
+}
+
+// WithNotifier wakes this Manager's waiters when another process releases a
+// name, and makes its releases announce themselves in the same statement.
+// See package pgnotify for PostgreSQL's LISTEN/NOTIFY. Without it, waiters
+// in other processes rely on backoff; waiters in this process are always
+// woken at once.
+func WithNotifier(n Notifier) Option {
+	return func(s *settings) error {
+		s.notifier = n
+		return nil
+	}
+}
+
+// LockOption tunes one call: GetLock, RenewLock, Renew, SetLock, Do,
+// Acquire and the Scope's methods. Options a call has no use for are ignored.
+type LockOption func(*lockConfig)
+
+type lockConfig struct {
+	expires        time.Duration
+	expiresSet     bool
+	wait           time.Duration
+	lockedBy       *string
+	process        *int64
+	addTime        *bool
+	create         *bool
+	fail           bool
+	noRenew        bool
+	noKeepAlive    bool
+	keepAliveEvery time.Duration
+	err            error
+}
+
+// Expires sets how long the lock lasts from now: default DefaultExpires;
+// 0 means it never expires. A negative d is ErrInvalidOption. Sub-microsecond
+// parts round up to a microsecond.
+func Expires(d time.Duration) LockOption {
+	return func(c *lockConfig) {
+		c.check(d >= 0, "Expires(%v) is negative", d)
+		c.expires, c.expiresSet = d, true
+	}
+}
+
+// NoExpiry makes the lock never expire; the same as Expires(0).
+func NoExpiry() LockOption { return Expires(0) }
+
+// Wait makes an acquisition retry for up to d while the name is held, with
+// backoff and jitter, waking early when a release is seen. A negative d is
+// ErrInvalidOption.
+func Wait(d time.Duration) LockOption {
+	return func(c *lockConfig) {
+		c.check(d >= 0, "Wait(%v) is negative", d)
+		c.wait = d
+	}
+}
+
+// LockedBy sets who the lock is recorded as held by (at most 255 bytes).
+func LockedBy(s string) LockOption {
+	return func(c *lockConfig) {
+		if err := validateLockedBy(s); err != nil && c.err == nil {
+			c.err = err
+		}
+		c.lockedBy = &s
+	}
+}
+
+// Process sets the process id recorded with the lock (default
+// os.Getpid()); 0 records none (NULL), as django-lockmgr does by default.
+func Process(pid int64) LockOption {
+	return func(c *lockConfig) { c.process = &pid }
+}
+
+// AddTime makes a renewal add the duration to the current expiry instead
+// of setting it to max(current, now+duration).
+func AddTime() LockOption {
+	return func(c *lockConfig) { t := true; c.addTime = &t }
+}
+
+// Create makes a renewal of an absent or expired lock create it instead of
+// failing with ErrLockNotFound or ErrNotHeld.
+func Create() LockOption {
+	return func(c *lockConfig) { t := true; c.create = &t }
+}
+
+// NoCreate makes SetLock skip free names, and Scope.Renew fail instead of
+// re-creating a lock that was lost.
+func NoCreate() LockOption {
+	return func(c *lockConfig) { f := false; c.create = &f }
+}
+
+// Fail makes SetLock roll back everything and return *LockFail on the first
+// held name.
+func Fail() LockOption {
+	return func(c *lockConfig) { c.fail = true }
+}
+
+// NoRenew makes SetLock leave held names as they are ("skip").
+func NoRenew() LockOption {
+	return func(c *lockConfig) { c.noRenew = true }
+}
+
+// NoKeepAlive stops a scope from renewing its main lock in the background,
+// as django-lockmgr's LockMgr does not.
+func NoKeepAlive() LockOption {
+	return func(c *lockConfig) { c.noKeepAlive = true }
+}
+
+// KeepAliveEvery sets how often a scope renews its main lock; the default is
+// a third of its expiry. d must be positive.
+func KeepAliveEvery(d time.Duration) LockOption {
+	return func(c *lockConfig) {
+		c.check(d > 0, "KeepAliveEvery(%v) must be positive", d)
+		c.keepAliveEvery = d
+	}
+}
+
+func (c *lockConfig) check(ok bool, format string, args ...any) {
+	if !ok && c.err == nil {
+		c.err = fmt.Errorf("%w: "+format, append([]any{ErrInvalidOption}, args...)...)
+	}
+}
+
+func newLockConfig(opts []LockOption) (lockConfig, error) {
+	c := lockConfig{expires: DefaultExpires}
+	for _, o := range opts {
+		if o == nil {
+			return c, fmt.Errorf("%w: nil LockOption", ErrInvalidOption)
+		}
+		o(&c)
+	}
+	return c, c.err
+}
+
+func flag(p *bool, def bool) bool {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+func validateLockedBy(s string) error {
+	switch {
+	case len(s) > MaxNameLen:
+		return fmt.Errorf("%w: LockedBy is %d bytes, the limit is %d", ErrInvalidOption, len(s), MaxNameLen)
+	case !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0:
+		return fmt.Errorf("%w: LockedBy %q must be UTF-8 without NUL", ErrInvalidOption, s)
+	}
+	return nil
+}
+
+func validateTable(name string) error {
+	parts := strings.Split(name, ".")
+	if len(parts) > 2 {
+		return fmt.Errorf("%w: table %q has more than one dot", ErrInvalidOption, name)
+	}
+	for _, p := range parts {
+		if p == "" || len(p) > 63 || strings.IndexFunc(p, notIdentRune) >= 0 || (p[0] >= '0' && p[0] <= '9') {
+			return fmt.Errorf("%w: table %q must be letters, digits and underscores (at most 63 per part)", ErrInvalidOption, name)
+		}
+	}
+	return nil
+}
+
+func notIdentRune(r rune) bool {
+	return !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+}

@@ -1,0 +1,133 @@
+package lockmgr
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// Renew extends l if its token still holds the name, in one statement:
+// to max(current expiry, now+Expires), or with AddTime to current+Expires
+// (Expires defaults to DefaultExpires; Expires(0) makes it never expire).
+// A never-expiring lock stays so. If the token no longer holds the name it
+// returns ErrNotHeld, unless Create is given: then it takes the name anew
+// (ErrLocked if someone else holds it). The returned Lock is a new snapshot.
+func (m *Manager) Renew(ctx context.Context, l *Lock, opts ...LockOption) (*Lock, error) {
+	if err := validateLock(l); err != nil {
+		return nil, err
+	}
+	c, err := newLockConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	nl, err := m.renewToken(ctx, l, &c)
+	if errors.Is(err, ErrNotHeld) && flag(c.create, false) {
+		return m.recreate(ctx, l, &c)
+	}
+	return nl, err
+}
+
+// recreate takes l's name anew for a renewal with Create, keeping l's
+// holder details unless the call's options replace them.
+func (m *Manager) recreate(ctx context.Context, l *Lock, c *lockConfig) (*Lock, error) {
+	if c.lockedBy == nil {
+		c.lockedBy = &l.LockedBy
+	}
+	if c.process == nil && l.LockProcess != nil {
+		c.process = l.LockProcess
+	}
+	return m.tryAcquire(ctx, l.Name, c, time.Now())
+}
+
+// renewToken is the owner-checked single-statement renewal.
+func (m *Manager) renewToken(ctx context.Context, l *Lock, c *lockConfig) (*Lock, error) {
+	start := time.Now()
+	s := m.d.renewMax
+	if flag(c.addTime, false) {
+		s = m.d.renewAdd
+	}
+	var v values
+	m.d.fill(&v, c.expires)
+	v[aName], v[aToken] = l.Name, l.Token
+	var until any
+	var found bool
+	var err error
+	if m.d.addTimeInClient && flag(c.addTime, false) {
+		until, found, err = m.addTimeCAS(ctx, &v, c.expires)
+	} else {
+		until, found, err = m.runRenew(ctx, s, &v)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lockmgr: renew %q: %w", l.Name, err)
+	}
+	if !found {
+		return nil, notHeldError(l.Name)
+	}
+	nl := *l
+	nl.UpdatedAt = time.Now().UTC()
+	if nl.LockedUntil, err = toTime(until); err != nil {
+		return nil, fmt.Errorf("lockmgr: renew %q: %w", l.Name, err)
+	}
+	m.event(ctx, m.hooks.OnRenew, &nl, start, "lockmgr: renewed")
+	return &nl, nil
+}
+
+// runRenew runs a renewal and returns the new expiry as the database gave it.
+func (m *Manager) runRenew(ctx context.Context, s stmt, v *values) (until any, found bool, err error) {
+	if !m.d.renewViaLastInsertID {
+		found, err = m.query(ctx, s, v, &until)
+		return until, found, err
+	}
+	res := gorm.WithResult()
+	if err := m.conn(ctx).Clauses(res).Exec(s.sql, s.bind(v)...).Error; err != nil {
+		return nil, false, err
+	}
+	id, err := res.Result.LastInsertId()
+	switch {
+	case err != nil || id == 0:
+		return nil, false, err
+	case id == 1:
+		return nil, true, nil // never expires
+	}
+	return id, true, nil
+}
+
+// addTimeCAS is AddTime for SQLite at microsecond precision: read the
+// expiry, add in Go, write it back only if unchanged, retry if it changed.
+func (m *Manager) addTimeCAS(ctx context.Context, v *values, expires time.Duration) (any, bool, error) {
+	for {
+		var old *string
+		found, err := m.query(ctx, m.d.readUntil, v, &old)
+		if err != nil || !found || old == nil {
+			return nil, found, err // absent, or never expires: stays so
+		}
+		until, err := addExpiry(*old, expires)
+		if err != nil {
+			return nil, false, err
+		}
+		v[aOld], v[aUntil] = *old, until
+		n, err := m.exec(ctx, m.d.casUntil, v)
+		if err != nil || n == 1 {
+			return until, n == 1, err
+		}
+	}
+}
+
+// addExpiry is max(old, now) + expires as SQLite text; nil for no expiry.
+func addExpiry(old string, expires time.Duration) (any, error) {
+	if expires == 0 {
+		return nil, nil
+	}
+	t, err := parseTime(old)
+	if err != nil {
+		return nil, err
+	}
+	base := time.Now().UTC()
+	if t.After(base) {
+		base = *t
+	}
+	return addExpires(base, expires).Format(sqliteTimeLayout), nil
+}

@@ -1,0 +1,248 @@
+package lockmgr
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
+// RenewLock renews the named lock whoever holds it (django-lockmgr's
+// renew_lock), in a transaction that locks the row: to max(current expiry,
+// now+Expires), or with AddTime to current+Expires. An absent or expired
+// lock gives ErrLockNotFound, unless Create is given: then it is created
+// for Expires from now.
+func (m *Manager) RenewLock(ctx context.Context, name string, opts ...LockOption) (*Lock, error) {
+	c, err := prepare(name, opts)
+	if err != nil {
+		return nil, err
+	}
+	var out *Lock
+	err = m.transaction(ctx, func(tx *Manager) error {
+		rows, err := tx.lockRows(ctx, []string{name})
+		if err != nil {
+			return err
+		}
+		if r, ok := rows[name]; ok && r.live {
+			out, err = tx.renewToken(ctx, r.lock, &c)
+			return err
+		}
+		if !flag(c.create, false) {
+			return fmt.Errorf("%w: %q (renew with Create to create it)", ErrLockNotFound, name)
+		}
+		out, err = tx.tryAcquire(ctx, name, &c, time.Now())
+		return err
+	})
+	return out, err
+}
+
+// CleanLocks deletes the rows of expired locks and returns how many it
+// deleted. Nothing else deletes expired rows: acquisition takes them over.
+func (m *Manager) CleanLocks(ctx context.Context) (int64, error) {
+	var v values
+	m.d.fill(&v, 0)
+	n, err := m.exec(ctx, m.d.clean, &v)
+	if err != nil {
+		return 0, fmt.Errorf("lockmgr: clean: %w", err)
+	}
+	return n, nil
+}
+
+// List returns the live locks, ordered by name byte for byte.
+func (m *Manager) List(ctx context.Context) ([]Lock, error) {
+	var v values
+	m.d.fill(&v, 0)
+	rows, err := m.conn(ctx).Raw(m.d.list.sql, m.d.list.bind(&v)...).Rows()
+	if err != nil {
+		return nil, fmt.Errorf("lockmgr: list: %w", err)
+	}
+	defer rows.Close()
+	var out []Lock
+	for rows.Next() {
+		l, err := scanLock(rows)
+		if err != nil {
+			return nil, fmt.Errorf("lockmgr: list: %w", err)
+		}
+		out = append(out, *l)
+	}
+	return out, rows.Err()
+}
+
+// Get returns the live lock holding name, in one statement, or an error
+// matching ErrLockNotFound when the name is free (absent or expired). The
+// Lock carries the holder's token: releasing it with Release acts as the
+// holder would.
+func (m *Manager) Get(ctx context.Context, name string) (*Lock, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	var v values
+	m.d.fill(&v, 0)
+	v[aName] = name
+	rows, err := m.conn(ctx).Raw(m.d.get.sql, m.d.get.bind(&v)...).Rows()
+	if err != nil {
+		return nil, fmt.Errorf("lockmgr: get %q: %w", name, err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("lockmgr: get %q: %w", name, err)
+		}
+		return nil, fmt.Errorf("%w: %q", ErrLockNotFound, name)
+	}
+	l, err := scanLock(rows)
+	if err != nil {
+		return nil, fmt.Errorf("lockmgr: get %q: %w", name, err)
+	}
+	return l, nil
+}
+
+// Reset deletes every lock, live or not, whoever holds it, and returns how
+// many it deleted.
+func (m *Manager) Reset(ctx context.Context) (int64, error) {
+	n, err := m.exec(ctx, m.d.reset, &values{})
+	if err != nil {
+		return 0, fmt.Errorf("lockmgr: reset: %w", err)
+	}
+	return n, nil
+}
+
+// transaction runs fn in a transaction (a savepoint under WithTx) with a
+// Manager bound to it. On SQLite the transaction first takes the database's
+// write lock, so two of them never deadlock upgrading a read lock.
+func (m *Manager) transaction(ctx context.Context, fn func(tx *Manager) error) error {
+	return m.conn(ctx).Transaction(func(tx *gorm.DB) error {
+		t := *m
+		t.db, t.inTx = tx.Session(&gorm.Session{NewDB: true}), true
+		if m.d.kind == "sqlite" {
+			if err := tx.Exec("DELETE FROM " + m.d.table + " WHERE 0").Error; err != nil {
+				return err
+			}
+		}
+		return fn(&t)
+	})
+}
+
+type lockedRow struct {
+	lock *Lock
+	live bool
+}
+
+// lockRows reads the rows of names, locking them for update in name order
+// so that concurrent callers over overlapping names never deadlock.
+func (m *Manager) lockRows(ctx context.Context, names []string) (map[string]lockedRow, error) {
+	live := m.d.liveFlag
+	var v values
+	m.d.fill(&v, 0)
+	out := make(map[string]lockedRow, len(names))
+	for len(names) > 0 {
+		chunk := names[:min(len(names), 1000)]
+		names = names[len(chunk):]
+		rows, err := m.conn(ctx).Table(m.tableName).Select(m.d.columns+", "+live.sql, live.bind(&v)...).
+			Where("name IN ?", chunk).Order("name").Clauses(clause.Locking{Strength: "UPDATE"}).Rows()
+		if err != nil {
+			return nil, err
+		}
+		if err := collectRows(rows, out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func collectRows(rows *sql.Rows, out map[string]lockedRow) error {
+	defer rows.Close()
+	for rows.Next() {
+		var live int
+		l, err := scanLock(rows, &live)
+		if err != nil {
+			return err
+		}
+		out[l.Name] = lockedRow{lock: l, live: live == 1}
+	}
+	return rows.Err()
+}
+
+// scanLock reads one row of dialect.columns, then any extra columns.
+func scanLock(rows *sql.Rows, extra ...any) (*Lock, error) {
+	var l Lock
+	var pid sql.NullInt64
+	var until, created, updated any
+	dest := append([]any{&l.Name, &l.LockedBy, &pid, &until, &l.Token, &l.Fence, &created, &updated}, extra...)
+	if err := rows.Scan(dest...); err != nil {
+		return nil, err
+	}
+	if pid.Valid {
+		l.LockProcess = &pid.Int64
+	}
+	var err error
+	var c, u *time.Time
+	if l.LockedUntil, err = toTime(until); err != nil {
+		return nil, err
+	}
+	if c, err = toTime(created); err != nil {
+		return nil, err
+	}
+	if u, err = toTime(updated); err != nil {
+		return nil, err
+	}
+	if c != nil {
+		l.CreatedAt = *c
+	}
+	if u != nil {
+		l.UpdatedAt = *u
+	}
+	return &l, nil
+}
+
+// toTime converts a timestamp as the dialects return it: microseconds since
+// the epoch (PostgreSQL, MySQL), or time.Time or text (SQLite). Text
+// without a zone is UTC, the way Django and lockmgr write it.
+func toTime(v any) (*time.Time, error) {
+	var t time.Time
+	switch x := v.(type) {
+	case nil:
+		return nil, nil
+	case int64:
+		t = time.UnixMicro(x)
+	case time.Time:
+		t = x
+	case []byte:
+		return parseTime(string(x))
+	case string:
+		return parseTime(x)
+	default:
+		return nil, fmt.Errorf("unexpected timestamp %T", v)
+	}
+	t = t.UTC()
+	return &t, nil
+}
+
+var timeLayouts = []string{
+	"2006-01-02 15:04:05.999999999Z07:00",
+	"2006-01-02T15:04:05.999999999Z07:00",
+	"2006-01-02 15:04:05.999999999",
+	"2006-01-02T15:04:05.999999999",
+	"2006-01-02 15:04",
+}
+
+func parseTime(s string) (*time.Time, error) {
+	if us, err := strconv.ParseInt(s, 10, 64); err == nil {
+		t := time.UnixMicro(us).UTC()
+		return &t, nil
+	}
+	s = strings.TrimSpace(s)
+	for _, layout := range timeLayouts {
+		if t, err := time.Parse(layout, s); err == nil {
+			t = t.UTC()
+			return &t, nil
+		}
+	}
+	return nil, errors.New("unreadable timestamp " + strconv.Quote(s))
+}
