@@ -1,0 +1,108 @@
+package pgnotify_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+
+	"github.com/gormlock/lockmgr"
+	"github.com/gormlock/lockmgr/pgnotify"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// setup returns a Manager with a Listener on a fresh table, or skips when
+// no PostgreSQL is configured (pgnotify is PostgreSQL only).
+func setup(t *testing.T) (dsn string, db *gorm.DB, m *lockmgr.Manager, l *pgnotify.Listener, table string) {
+	dsn = os.Getenv("LOCKMGR_TEST_POSTGRES_DSN")
+	if dsn == "" {
+		t.Skip("LOCKMGR_TEST_POSTGRES_DSN is not set: pgnotify needs PostgreSQL")
+	}
+	var err error
+	db, err = gorm.Open(postgres.Open(dsn), &gorm.Config{Logger: logger.Discard})
+	require.NoError(t, err)
+	sqlDB, _ := db.DB()
+	t.Cleanup(func() { _ = sqlDB.Close() })
+	var b [5]byte
+	_, _ = rand.Read(b[:])
+	table = "lockmgr_n_" + hex.EncodeToString(b[:])
+	t.Cleanup(func() { _ = db.Migrator().DropTable(table, table+"_fence") })
+	l, err = pgnotify.Listen(t.Context(), dsn)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, l.Close()) })
+	m, err = lockmgr.New(db, lockmgr.WithTable(table), lockmgr.WithNotifier(l))
+	require.NoError(t, err)
+	require.NoError(t, m.AutoMigrate(t.Context()))
+	return dsn, db, m, l, table
+}
+
+func TestReleaseNotifiesInTheSameStatement(t *testing.T) {
+	dsn, _, m, l, table := setup(t)
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, dsn)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	_, err = conn.Exec(ctx, "LISTEN "+pgx.Identifier{l.Channel(table)}.Sanitize())
+	require.NoError(t, err)
+
+	lk, err := m.GetLock(ctx, "job")
+	require.NoError(t, err)
+	require.NoError(t, m.Release(ctx, lk))
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	n, err := conn.WaitForNotification(wctx)
+	require.NoError(t, err)
+	assert.Equal(t, "job", n.Payload)
+
+	_, err = m.GetLock(ctx, "job2")
+	require.NoError(t, err)
+	require.NoError(t, m.Unlock(ctx, "job2"))
+	n, err = conn.WaitForNotification(wctx)
+	require.NoError(t, err)
+	assert.Equal(t, "job2", n.Payload, "Unlock notifies too")
+	require.ErrorIs(t, m.Release(ctx, lk), lockmgr.ErrNotHeld, "a stale release still reports ErrNotHeld")
+}
+
+func TestWaiterWokenByAnotherProcess(t *testing.T) {
+	_, db, m, l, table := setup(t)
+	ctx := t.Context()
+	_, err := m.GetLock(ctx, "job")
+	require.NoError(t, err)
+	got := make(chan time.Time, 1)
+	go func() {
+		_, err := m.GetLock(ctx, "job", lockmgr.Wait(30*time.Second))
+		assert.NoError(t, err)
+		got <- time.Now()
+	}()
+	time.Sleep(2 * time.Second) // the waiter's backoff reaches its 1 s cap
+	// Release as another process would: no in-process wake-up, only NOTIFY.
+	released := time.Now()
+	err = db.Exec("WITH d AS (DELETE FROM "+table+" WHERE name = ? RETURNING name) SELECT count(*) FROM d, pg_notify(?, d.name)",
+		"job", l.Channel(table)).Error
+	require.NoError(t, err)
+	select {
+	case at := <-got:
+		assert.Less(t, at.Sub(released), 300*time.Millisecond, "woken by NOTIFY, not by backoff")
+		t.Logf("hand-off after release: %v", at.Sub(released))
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiter never got the lock")
+	}
+}
+
+func TestChannelNames(t *testing.T) {
+	var l pgnotify.Listener
+	assert.Equal(t, "lockmgr_lockmgr_lock", l.Channel("lockmgr_lock"))
+	long := l.Channel("s_123456789012345678901234567890.t_12345678901234567890123456789012345")
+	assert.LessOrEqual(t, len(long), 63)
+}
