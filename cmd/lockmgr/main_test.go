@@ -23,6 +23,8 @@ import (
 	"go.uber.org/goleak"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
+
+	"github.com/gormlock/lockmgr/internal/dsn"
 )
 
 // binPath is the lockmgr binary TestMain builds once for every test.
@@ -99,13 +101,13 @@ func newCLI(t *testing.T, db testDB) *cli {
 }
 
 // dropTable removes table from the database at dsn.
-func dropTable(t *testing.T, dsn, table string) {
-	dbi, err := parseDSN(dsn, 5*time.Second)
+func dropTable(t *testing.T, dsnText, table string) {
+	dbi, err := dsn.Parse(dsnText, 5*time.Second)
 	require.NoError(t, err)
 	sqlDB, err := sql.Open(dbi.Driver, dbi.DSN)
 	require.NoError(t, err)
 	defer func() { _ = sqlDB.Close() }()
-	db, err := gorm.Open(dbi.dialector(sqlDB), &gorm.Config{Logger: logger.Discard})
+	db, err := gorm.Open(dbi.Dialector(sqlDB), &gorm.Config{Logger: logger.Discard})
 	require.NoError(t, err)
 	require.NoError(t, db.Migrator().DropTable(table, table+"_fence"))
 }

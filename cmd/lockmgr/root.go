@@ -13,10 +13,15 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/gormlock/lockmgr"
+	"github.com/gormlock/lockmgr/internal/dsn"
 	"github.com/spf13/cobra"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 )
+
+// defaultDSN is used when neither --dsn nor LOCKMGR_DSN is set: a SQLite
+// file in the current directory, so the CLI works with nothing set up.
+const defaultDSN = "sqlite://lockmgr.db"
 
 // defaultTable is django-lockmgr's table name, lockmgr's default.
 const defaultTable = "lockmgr_lock"
@@ -147,13 +152,13 @@ func validateNames(names []string) error {
 }
 
 // settings resolves --dsn and --table against the environment and defaults.
-func (a *app) settings() (dsn, table string) {
-	dsn, table = a.dsn, a.table
-	if dsn == "" {
-		dsn = os.Getenv("LOCKMGR_DSN")
+func (a *app) settings() (dsnText, table string) {
+	dsnText, table = a.dsn, a.table
+	if dsnText == "" {
+		dsnText = os.Getenv("LOCKMGR_DSN")
 	}
-	if dsn == "" {
-		dsn = defaultDSN
+	if dsnText == "" {
+		dsnText = defaultDSN
 	}
 	if table == "" {
 		table = os.Getenv("LOCKMGR_TABLE")
@@ -161,7 +166,7 @@ func (a *app) settings() (dsn, table string) {
 	if table == "" {
 		table = defaultTable
 	}
-	return dsn, table
+	return dsnText, table
 }
 
 // target names what a command works on, for messages.
@@ -174,8 +179,8 @@ type target struct {
 // table. Unless forMigrate, a missing table is an error that says how to
 // create it.
 func (a *app) manager(ctx context.Context, forMigrate bool) (*lockmgr.Manager, target, error) {
-	dsn, table := a.settings()
-	dbi, err := parseDSN(dsn, time.Duration(a.connectTimeout))
+	dsnText, table := a.settings()
+	dbi, err := dsn.Parse(dsnText, time.Duration(a.connectTimeout))
 	if err != nil {
 		return nil, target{}, err
 	}
@@ -200,7 +205,7 @@ func (a *app) manager(ctx context.Context, forMigrate bool) (*lockmgr.Manager, t
 
 // open connects to dbi and checks the connection within --connect-timeout,
 // before GORM's dialector (which may query the server) sees it.
-func (a *app) open(ctx context.Context, dbi database) (*gorm.DB, error) {
+func (a *app) open(ctx context.Context, dbi dsn.Database) (*gorm.DB, error) {
 	cfg := &gorm.Config{Logger: logger.Discard}
 	if a.debug {
 		cfg.Logger = logger.New(log.New(a.stderr, "", log.LstdFlags), logger.Config{LogLevel: logger.Info})
@@ -220,7 +225,7 @@ func (a *app) open(ctx context.Context, dbi database) (*gorm.DB, error) {
 		}
 		return nil, fmt.Errorf("cannot connect to %s: %w", dbi.Display, err)
 	}
-	db, err := gorm.Open(dbi.dialector(conn), cfg)
+	db, err := gorm.Open(dbi.Dialector(conn), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("cannot connect to %s: %w", dbi.Display, err)
 	}

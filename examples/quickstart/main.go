@@ -1,6 +1,6 @@
 // Command quickstart takes a lock, looks at it, renews it and releases it,
 // then does the same with a scope. It runs on a SQLite file it creates in
-// the current directory, or on the database -dsn names:
+// the current directory, or on the database -dsn names (any form the CLI takes):
 //
 //	go run ./examples/quickstart
 //	go run ./examples/quickstart -dsn 'postgres://postgres@127.0.0.1:5432/test?sslmode=disable'

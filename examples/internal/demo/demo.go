@@ -8,76 +8,40 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"os/exec"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-	gormmysql "gorm.io/driver/mysql"
-	"gorm.io/driver/postgres"
-	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
+
+	"github.com/gormlock/lockmgr/internal/dsn"
 )
 
 // DSNHelp describes the -dsn flag of every example.
-const DSNHelp = `database: a SQLite file path, postgres://user@host/db?sslmode=disable,
-or user:pass@tcp(host:3306)/db?parseTime=true for MariaDB 10.5+`
-
-// SQLiteParams are the mattn/go-sqlite3 settings lockmgr recommends: wait
-// up to 10 s for another connection's write lock instead of failing with
-// "database is locked", and let readers run beside the writer (WAL).
-const SQLiteParams = "_busy_timeout=10000&_journal_mode=WAL"
+const DSNHelp = `database, in any form lockmgr's CLI takes: a SQLite file path (or sqlite://path),
+postgres://user@host/db?sslmode=disable, mysql://user:pass@host:3306/db, or user:pass@tcp(host:3306)/db`
 
 // DB is an open database and a description of it that is safe to print.
 type DB struct {
 	*gorm.DB
-	Kind  string // "sqlite", "postgres" or "mysql"
-	Where string // e.g. "SQLite file lockmgr-quickstart.db"
+	Where string // e.g. "sqlite://lockmgr-quickstart.db"
 }
 
-// Open opens dsn: a postgres:// or postgresql:// URL, a go-sql-driver MySQL
-// DSN (user:pass@tcp(host:3306)/db), or else a SQLite file, created if
-// missing, with SQLiteParams unless the DSN has parameters of its own.
-// GORM's own logging is off: the examples print what matters themselves.
-func Open(dsn string) (*DB, error) {
-	cfg := &gorm.Config{Logger: logger.Discard}
-	var d gorm.Dialector
-	out := &DB{}
-	switch {
-	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		u, err := url.Parse(dsn)
-		if err != nil {
-			return nil, fmt.Errorf("-dsn: %w", err)
-		}
-		d, out.Kind, out.Where = postgres.Open(dsn), "postgres", "PostgreSQL "+u.Redacted()
-	case strings.Contains(dsn, "@tcp(") || strings.Contains(dsn, "@unix("):
-		c, err := mysql.ParseDSN(dsn)
-		if err != nil {
-			return nil, fmt.Errorf("-dsn: %w", err)
-		}
-		c.ParseTime = true // lockmgr reads DATETIME columns as time.Time
-		d, out.Kind = gormmysql.Open(c.FormatDSN()), "mysql"
-		out.Where = fmt.Sprintf("MySQL/MariaDB %s@%s/%s", c.User, c.Addr, c.DBName)
-	default:
-		file, params, _ := strings.Cut(strings.TrimPrefix(dsn, "file:"), "?")
-		if file == "" {
-			return nil, fmt.Errorf("-dsn: no SQLite file name in %q", dsn)
-		}
-		if params == "" {
-			params = SQLiteParams
-		}
-		d, out.Kind, out.Where = sqlite.Open("file:"+file+"?"+params), "sqlite", "SQLite file "+file
-	}
-	db, err := gorm.Open(d, cfg)
+// Open opens the database text names, parsed as lockmgr's CLI parses its
+// --dsn (a SQLite file is created if missing). GORM's own logging is off:
+// the examples print what matters themselves.
+func Open(text string) (*DB, error) {
+	d, err := dsn.Parse(text, 10*time.Second)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", out.Where, err)
+		return nil, fmt.Errorf("-dsn: %w", err)
 	}
-	out.DB = db
-	return out, nil
+	db, err := gorm.Open(d.Dialector(nil), &gorm.Config{Logger: logger.Discard})
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", d.Display, err)
+	}
+	return &DB{DB: db, Where: d.Display}, nil
 }
 
 // Close closes the connection pool.

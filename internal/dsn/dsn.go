@@ -1,4 +1,8 @@
-package main
+// Package dsn turns the database strings that lockmgr's CLI (--dsn,
+// LOCKMGR_DSN) and its examples (-dsn) accept into a database/sql driver
+// name, a DSN in that driver's syntax and a GORM dialector, so that the
+// same string means the same database everywhere.
+package dsn
 
 import (
 	"database/sql"
@@ -15,10 +19,6 @@ import (
 	"gorm.io/gorm"
 )
 
-// defaultDSN is used when neither --dsn nor LOCKMGR_DSN is set: a SQLite
-// file in the current directory, so the CLI works with nothing set up.
-const defaultDSN = "sqlite://lockmgr.db"
-
 // sqliteDefaults are added to a SQLite DSN unless it sets them itself: wait
 // up to 5 s for another process's write lock instead of failing with
 // SQLITE_BUSY, let readers run beside a writer, and take the write lock at
@@ -29,12 +29,12 @@ var sqliteDefaults = []struct{ key, alias, value string }{
 	{"_txlock", "", "immediate"},
 }
 
-// errBadDSN marks a DSN that could not be understood.
-var errBadDSN = errors.New("invalid DSN")
+// ErrInvalid marks a DSN that could not be understood.
+var ErrInvalid = errors.New("invalid DSN")
 
-// database is a parsed --dsn: the database/sql driver and DSN to open,
-// and a description safe to print (no password).
-type database struct {
+// Database is a parsed DSN: the database/sql driver and DSN to open, and a
+// description safe to print (no password).
+type Database struct {
 	Kind    string // "postgres", "mysql" or "sqlite"
 	Driver  string // the database/sql driver name
 	DSN     string // in the driver's own syntax
@@ -42,31 +42,35 @@ type database struct {
 	mysql   *mysql.Config
 }
 
-// dialector is the GORM dialector for conn, a connection pool opened with
-// Driver and DSN.
-func (d database) dialector(conn *sql.DB) gorm.Dialector {
+// Dialector is the GORM dialector for conn, a connection pool opened with
+// Driver and DSN; with a nil conn the dialector opens its own.
+func (d Database) Dialector(conn *sql.DB) gorm.Dialector {
+	var pool gorm.ConnPool // stays a nil interface, not a nil *sql.DB, without conn
+	if conn != nil {
+		pool = conn
+	}
 	switch d.Kind {
 	case "postgres":
-		return postgres.New(postgres.Config{DSN: d.DSN, Conn: conn})
+		return postgres.New(postgres.Config{DSN: d.DSN, Conn: pool})
 	case "mysql":
-		return gormmysql.New(gormmysql.Config{DSN: d.DSN, DSNConfig: d.mysql, Conn: conn})
+		return gormmysql.New(gormmysql.Config{DSN: d.DSN, DSNConfig: d.mysql, Conn: pool})
 	default:
-		return sqlite.New(sqlite.Config{DSN: d.DSN, DriverName: d.Driver, Conn: conn})
+		return sqlite.New(sqlite.Config{DSN: d.DSN, DriverName: d.Driver, Conn: pool})
 	}
 }
 
-// parseDSN turns a --dsn value into a database. It accepts
+// Parse turns a DSN into a Database. It accepts
 // postgres:// and postgresql:// URLs (passed to pgx as they are),
 // mysql://user:pass@host:port/db?params URLs, go-sql-driver DSNs such as
 // user@tcp(host:3306)/db, sqlite://path and plain SQLite file paths.
 // MySQL DSNs without a timeout parameter get dialTimeout as their
 // connection timeout: GORM's MySQL dialector queries the server as it opens.
-func parseDSN(dsn string, dialTimeout time.Duration) (database, error) {
+func Parse(dsn string, dialTimeout time.Duration) (Database, error) {
 	dsn = strings.TrimSpace(dsn)
 	lower := strings.ToLower(dsn)
 	switch {
 	case dsn == "":
-		return database{}, fmt.Errorf("%w: empty", errBadDSN)
+		return Database{}, fmt.Errorf("%w: empty", ErrInvalid)
 	case strings.HasPrefix(lower, "postgres://"), strings.HasPrefix(lower, "postgresql://"):
 		return postgresDatabase(dsn)
 	case strings.HasPrefix(lower, "mysql://"):
@@ -79,30 +83,30 @@ func parseDSN(dsn string, dialTimeout time.Duration) (database, error) {
 		return sqliteDatabase(dsn[len("sqlite3://"):])
 	case strings.Contains(dsn, "://"):
 		scheme, _, _ := strings.Cut(dsn, "://")
-		return database{}, fmt.Errorf("%w: unknown scheme %q (want postgres, mysql or sqlite)", errBadDSN, scheme)
+		return Database{}, fmt.Errorf("%w: unknown scheme %q (want postgres, mysql or sqlite)", ErrInvalid, scheme)
 	default:
 		return sqliteDatabase(dsn)
 	}
 }
 
 // postgresDatabase checks that dsn is a URL and hands it to pgx unchanged.
-func postgresDatabase(dsn string) (database, error) {
+func postgresDatabase(dsn string) (Database, error) {
 	u, err := url.Parse(dsn)
 	if err != nil {
-		return database{}, fmt.Errorf("%w: %s", errBadDSN, redactURLError(err))
+		return Database{}, fmt.Errorf("%w: %s", ErrInvalid, redactURLError(err))
 	}
-	return database{Kind: "postgres", Driver: "pgx", DSN: dsn, Display: u.Redacted()}, nil
+	return Database{Kind: "postgres", Driver: "pgx", DSN: dsn, Display: u.Redacted()}, nil
 }
 
 // mysqlURLDatabase turns mysql://user:pass@host:port/db?params into
 // go-sql-driver's user:pass@tcp(host:port)/db?params.
-func mysqlURLDatabase(dsn string, dialTimeout time.Duration) (database, error) {
+func mysqlURLDatabase(dsn string, dialTimeout time.Duration) (Database, error) {
 	u, err := url.Parse(dsn)
 	if err != nil {
-		return database{}, fmt.Errorf("%w: %s", errBadDSN, redactURLError(err))
+		return Database{}, fmt.Errorf("%w: %s", ErrInvalid, redactURLError(err))
 	}
 	if u.Host == "" {
-		return database{}, fmt.Errorf("%w: mysql:// URL without a host", errBadDSN)
+		return Database{}, fmt.Errorf("%w: mysql:// URL without a host", ErrInvalid)
 	}
 	cfg := mysql.NewConfig()
 	cfg.User = u.User.Username()
@@ -127,10 +131,10 @@ func mysqlURLDatabase(dsn string, dialTimeout time.Duration) (database, error) {
 // mysqlDriverDatabase validates a go-sql-driver DSN and makes sure it parses
 // DATETIME columns into time.Time (parseTime), keeping loc=UTC unless the
 // DSN sets another.
-func mysqlDriverDatabase(dsn string, dialTimeout time.Duration) (database, error) {
+func mysqlDriverDatabase(dsn string, dialTimeout time.Duration) (Database, error) {
 	cfg, err := mysql.ParseDSN(dsn)
 	if err != nil {
-		return database{}, fmt.Errorf("%w: %v", errBadDSN, err)
+		return Database{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	cfg.ParseTime = true
 	if cfg.Timeout == 0 {
@@ -140,7 +144,7 @@ func mysqlDriverDatabase(dsn string, dialTimeout time.Duration) (database, error
 	if cfg.Net != "tcp" {
 		addr = cfg.Net + "(" + cfg.Addr + ")"
 	}
-	return database{
+	return Database{
 		Kind:    "mysql",
 		Driver:  "mysql",
 		DSN:     cfg.FormatDSN(),
@@ -151,21 +155,21 @@ func mysqlDriverDatabase(dsn string, dialTimeout time.Duration) (database, error
 
 // sqliteDatabase builds a mattn/go-sqlite3 DSN for the file at path (which
 // may carry ?params), adding sqliteDefaults that it does not set.
-func sqliteDatabase(path string) (database, error) {
+func sqliteDatabase(path string) (Database, error) {
 	file, query, _ := strings.Cut(path, "?")
 	if file == "" {
-		return database{}, fmt.Errorf("%w: SQLite DSN without a file path", errBadDSN)
+		return Database{}, fmt.Errorf("%w: SQLite DSN without a file path", ErrInvalid)
 	}
 	params, err := url.ParseQuery(query)
 	if err != nil {
-		return database{}, fmt.Errorf("%w: SQLite parameters: %v", errBadDSN, err)
+		return Database{}, fmt.Errorf("%w: SQLite parameters: %v", ErrInvalid, err)
 	}
 	for _, d := range sqliteDefaults {
 		if !params.Has(d.key) && (d.alias == "" || !params.Has(d.alias)) {
 			params.Set(d.key, d.value)
 		}
 	}
-	return database{Kind: "sqlite", Driver: sqlite.DriverName, DSN: file + "?" + params.Encode(), Display: "sqlite://" + file}, nil
+	return Database{Kind: "sqlite", Driver: sqlite.DriverName, DSN: file + "?" + params.Encode(), Display: "sqlite://" + file}, nil
 }
 
 // redactURLError describes a url.Parse failure without repeating the URL,

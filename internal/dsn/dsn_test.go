@@ -1,4 +1,4 @@
-package main
+package dsn
 
 import (
 	"testing"
@@ -16,7 +16,7 @@ func TestParseDSNMySQL(t *testing.T) {
 		{"app:p@ss@tcp(db.internal:3307)/locks?charset=utf8mb4", "mysql://app@db.internal:3307/locks"},
 		{"app@unix(/run/mysqld.sock)/locks?parseTime=false", "mysql://app@unix(/run/mysqld.sock)/locks"},
 	} {
-		db, err := parseDSN(tc.in, 7*time.Second)
+		db, err := Parse(tc.in, 7*time.Second)
 		require.NoError(t, err, tc.in)
 		assert.Equal(t, "mysql", db.Kind)
 		assert.Equal(t, tc.display, db.Display)
@@ -28,7 +28,7 @@ func TestParseDSNMySQL(t *testing.T) {
 		assert.Equal(t, "locks", cfg.DBName)
 		assert.Equal(t, "app", cfg.User)
 	}
-	db, err := parseDSN("mysql://app:p%40ss@db.internal:3307/locks?charset=utf8mb4&loc=Local&timeout=2s", time.Second)
+	db, err := Parse("mysql://app:p%40ss@db.internal:3307/locks?charset=utf8mb4&loc=Local&timeout=2s", time.Second)
 	require.NoError(t, err)
 	cfg, err := mysql.ParseDSN(db.DSN)
 	require.NoError(t, err)
@@ -41,7 +41,7 @@ func TestParseDSNMySQL(t *testing.T) {
 
 func TestParseDSNPostgres(t *testing.T) {
 	for _, in := range []string{"postgres://u:secret@h:5432/db?sslmode=disable", "postgresql://u:secret@h/db"} {
-		db, err := parseDSN(in, time.Second)
+		db, err := Parse(in, time.Second)
 		require.NoError(t, err)
 		assert.Equal(t, "postgres", db.Kind)
 		assert.Equal(t, in, db.DSN, "passed on unchanged")
@@ -56,7 +56,7 @@ func TestParseDSNSQLite(t *testing.T) {
 		{"data/locks.db?_timeout=100&_txlock=deferred", "data/locks.db?_journal_mode=WAL&_timeout=100&_txlock=deferred", "sqlite://data/locks.db"},
 		{"sqlite3://x.db?_journal=DELETE", "x.db?_busy_timeout=5000&_journal=DELETE&_txlock=immediate", "sqlite://x.db"},
 	} {
-		db, err := parseDSN(tc.in, time.Second)
+		db, err := Parse(tc.in, time.Second)
 		require.NoError(t, err, tc.in)
 		assert.Equal(t, "sqlite", db.Kind)
 		assert.Equal(t, tc.dsn, db.DSN, tc.in)
@@ -66,24 +66,10 @@ func TestParseDSNSQLite(t *testing.T) {
 
 func TestParseDSNErrors(t *testing.T) {
 	for _, in := range []string{"", "  ", "redis://x", "mysql://", "mysql://u:p@h/db?parseTime=maybe", "sqlite://", "sqlite://x.db?%zz", "postgres://u:secret@h:port/db"} {
-		_, err := parseDSN(in, time.Second)
-		assert.ErrorIs(t, err, errBadDSN, in)
+		_, err := Parse(in, time.Second)
+		assert.ErrorIs(t, err, ErrInvalid, in)
 		if err != nil {
 			assert.NotContains(t, err.Error(), "secret")
 		}
-	}
-}
-
-func TestParseDuration(t *testing.T) {
-	for in, want := range map[string]time.Duration{
-		"600": 600 * time.Second, "1.5": 1500 * time.Millisecond, "0": 0, "90s": 90 * time.Second, "1h30m": 90 * time.Minute,
-	} {
-		got, err := parseDuration(in)
-		require.NoError(t, err, in)
-		assert.Equal(t, want, got, in)
-	}
-	for _, in := range []string{"", "-1", "-1s", "soon", "NaN", "1e300"} {
-		_, err := parseDuration(in)
-		assert.Error(t, err, in)
 	}
 }
