@@ -38,6 +38,17 @@ func (s *schemaState) stale() {
 	s.txOK.Store(false)
 }
 
+// CheckTable checks the lock table now, as a Manager's first call does,
+// and completes it the same way (see AutoMigrate); inside WithTx it only
+// reads the catalog. It returns nil when every call can work, an error
+// matching ErrSchema that says what is wrong and how to fix it, or the
+// database's own error. Use it to fail fast at start or as a readiness
+// probe.
+func (m *Manager) CheckTable(ctx context.Context) error {
+	m.schema.stale()
+	return m.ready(ctx)
+}
+
 // ready checks the table once per Manager, completing it if it can. Inside
 // a caller's transaction it only reads the catalog: it runs no DDL there.
 func (m *Manager) ready(ctx context.Context) error {
@@ -129,21 +140,38 @@ func (r *report) add(fixable bool, format string, args ...any) {
 	r.fixable = r.fixable && fixable
 }
 
-// schemaError describes r, with why the migration did not fix it.
+// schemaError describes r, and why the migration did not fix it.
 func (m *Manager) schemaError(r report, cause error) error {
-	if r.missing {
-		return fmt.Errorf("%w: table %q does not exist; create it with `lockmgr migrate`, m.AutoMigrate(ctx), "+
-			"db.Use(lockmgr.NewPlugin()) or db.AutoMigrate(&lockmgr.Lock{})", ErrSchema, m.tableName)
-	}
-	msg := fmt.Sprintf("%s: table %q: %s", ErrSchema.Error(), m.tableName, strings.Join(r.problems, "; "))
+	var msg string
 	switch {
-	case cause != nil:
-		return fmt.Errorf("%s; %w", msg, errors.Join(ErrSchema, cause))
+	case r.missing:
+		msg = fmt.Sprintf("table %q does not exist; create it with `lockmgr migrate` "+
+			"(or Manager.AutoMigrate, db.Use(lockmgr.NewPlugin()), db.AutoMigrate(&lockmgr.Lock{}))", m.tableName)
+	case r.fixable && cause == nil:
+		msg = fmt.Sprintf("table %q: %s; run `lockmgr migrate` (or Manager.AutoMigrate)", m.tableName, strings.Join(r.problems, "; "))
 	case r.fixable:
-		return fmt.Errorf("%s; run `lockmgr migrate` or m.AutoMigrate(ctx): %w", msg, ErrSchema)
+		msg = fmt.Sprintf("table %q: %s", m.tableName, strings.Join(r.problems, "; "))
+	default:
+		msg = fmt.Sprintf("table %q: %s; lockmgr cannot repair this: rename the table, let lockmgr create it anew "+
+			"and copy the rows over", m.tableName, strings.Join(r.problems, "; "))
 	}
-	return fmt.Errorf("%s; lockmgr cannot repair this: rename the table, let lockmgr create it anew and copy the rows over: %w", msg, ErrSchema)
+	return &schemaError{msg: ErrSchema.Error() + ": " + msg, cause: cause}
 }
+
+// schemaError matches ErrSchema and the cause, if any.
+type schemaError struct {
+	msg   string
+	cause error
+}
+
+func (e *schemaError) Error() string {
+	if e.cause == nil {
+		return e.msg
+	}
+	return e.msg + ": " + e.cause.Error()
+}
+
+func (e *schemaError) Unwrap() []error { return []error{ErrSchema, e.cause} }
 
 // column is one column as the catalog describes it.
 type column struct {

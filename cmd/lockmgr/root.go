@@ -197,8 +197,14 @@ func (a *app) manager(ctx context.Context, forMigrate bool) (*lockmgr.Manager, t
 	if err != nil {
 		return nil, t, err
 	}
-	if !forMigrate && !db.Migrator().HasTable(table) {
-		return nil, t, fmt.Errorf("table %q does not exist in %s; run 'lockmgr migrate' to create it", table, t.DB)
+	if forMigrate {
+		return m, t, nil
+	}
+	if err := m.CheckTable(ctx); err != nil {
+		if errors.Is(err, lockmgr.ErrSchema) {
+			return nil, t, fmt.Errorf("in %s: %w", t.DB, err)
+		}
+		return nil, t, fmt.Errorf("cannot read table %q in %s: %w", table, t.DB, err)
 	}
 	return m, t, nil
 }
