@@ -190,6 +190,17 @@ func TestExpiresHelpers(t *testing.T) {
 	assert.True(t, l.Expired())
 	d, _ := l.ExpiresIn()
 	assert.Negative(t, d)
+	for ago, want := range map[time.Duration]int64{500 * time.Millisecond: 0, 1500 * time.Millisecond: -1} {
+		until := time.Now().Add(-ago)
+		l.LockedUntil = &until
+		s, ok = l.ExpiresSeconds()
+		assert.True(t, ok)
+		assert.Equal(t, want, s, "expired %v ago: truncated toward zero", ago)
+	}
+	l.LockedUntil = nil
+	s, ok = l.ExpiresSeconds()
+	assert.False(t, ok, "never expires")
+	assert.Zero(t, s)
 }
 
 func TestPluginAndFromDB(t *testing.T) {
