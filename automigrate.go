@@ -106,6 +106,9 @@ func (m *Manager) migrateMySQL(db *gorm.DB, r report) error {
 			alter = append(alter, "MODIFY "+c+" "+m.d.columnDDL(c))
 		}
 	}
+	if typ := r.cols["lock_process"].typ; strings.HasSuffix(typ, "int") && typ != "bigint" {
+		alter = append(alter, "MODIFY lock_process "+m.d.columnDDL("lock_process")) // Django's integer
+	}
 	var indexed int64
 	err := db.Raw(`SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = COALESCE(?, DATABASE())
 		AND TABLE_NAME = ? AND COLUMN_NAME = 'locked_until' AND SEQ_IN_INDEX = 1`, m.d.schema(m.tableName), m.d.bareTable(m.tableName)).Scan(&indexed).Error

@@ -11,7 +11,7 @@ import (
 // catalog is how one database describes a table's columns and side
 // structures. columns takes (schema or NULL, table) and returns name,
 // varchar length (0 for other types), collation ('' where there is none)
-// and 1 for a primary-key column. side takes (schema or NULL, names) and
+// 1 for a primary-key column, and the type's name. side takes (schema or NULL, names) and
 // counts the side tables and triggers of those names that exist.
 type catalog struct {
 	columns, side string
@@ -23,12 +23,12 @@ type catalog struct {
 var catalogs = map[string]catalog{
 	"postgres": {
 		columns: `SELECT a.attname, CASE WHEN t.typname IN ('varchar', 'bpchar') AND a.atttypmod > 4 THEN a.atttypmod - 4 ELSE 0 END, '',
-			CASE WHEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary AND a.attnum = ANY (i.indkey)) THEN 1 ELSE 0 END
+			CASE WHEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary AND a.attnum = ANY (i.indkey)) THEN 1 ELSE 0 END, t.typname
 			FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_type t ON t.oid = a.atttypid
 			WHERE n.nspname = COALESCE(?, current_schema()) AND c.relname = ? AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped`,
 	},
 	"mysql": {
-		columns: `SELECT COLUMN_NAME, COALESCE(CHARACTER_MAXIMUM_LENGTH, 0), COALESCE(COLLATION_NAME, ''), CASE WHEN COLUMN_KEY = 'PRI' THEN 1 ELSE 0 END
+		columns: `SELECT COLUMN_NAME, COALESCE(CHARACTER_MAXIMUM_LENGTH, 0), COALESCE(COLLATION_NAME, ''), CASE WHEN COLUMN_KEY = 'PRI' THEN 1 ELSE 0 END, DATA_TYPE
 			FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?`,
 		side: "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME IN ?",
 		ddl: map[string]string{
@@ -43,7 +43,7 @@ var catalogs = map[string]catalog{
 		},
 	},
 	"sqlite": {
-		columns: `SELECT p.name, 0, '', p.pk FROM (SELECT ? AS s, ? AS t) a, pragma_table_info(a.t, COALESCE(a.s, 'main')) p`,
+		columns: `SELECT p.name, 0, '', p.pk, p.type FROM (SELECT ? AS s, ? AS t) a, pragma_table_info(a.t, COALESCE(a.s, 'main')) p`,
 		side:    "SELECT COUNT(*) FROM sqlite_master WHERE (? IS NULL OR 1) AND name IN ?",
 		ddl: map[string]string{
 			"name":         "varchar(255) NOT NULL",

@@ -179,6 +179,7 @@ type column struct {
 	length    int64  // characters of a varchar, 0 for other types
 	collation string // MySQL/MariaDB
 	key       bool   // part of the primary key
+	typ       string // the type's name, lower case
 }
 
 // lockColumns are the columns lockmgr reads and writes.
@@ -237,10 +238,10 @@ func (m *Manager) columns(db *gorm.DB) (map[string]column, error) {
 	for rows.Next() {
 		var c column
 		var key int64
-		if err := rows.Scan(&c.name, &c.length, &c.collation, &key); err != nil {
+		if err := rows.Scan(&c.name, &c.length, &c.collation, &key, &c.typ); err != nil {
 			return nil, err
 		}
-		c.name, c.key = strings.ToLower(c.name), key > 0
+		c.name, c.key, c.typ = strings.ToLower(c.name), key > 0, strings.ToLower(c.typ)
 		out[c.name] = c
 	}
 	return out, rows.Err()
