@@ -10,7 +10,7 @@ import (
 
 // catalog is how one database describes a table's columns and side
 // structures. columns takes (schema or NULL, table) and returns name,
-// varchar length (0 for other types), collation ('' where there is none)
+// varchar length (0 for other types), collation (” where there is none)
 // 1 for a primary-key column, and the type's name. side takes (schema or NULL, names) and
 // counts the side tables and triggers of those names that exist.
 type catalog struct {
