@@ -89,6 +89,9 @@ func (m *Manager) checkInTx(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("lockmgr: check table %s: %w", m.tableName, err)
 	}
+	if r.missing {
+		return m.schemaError(r, nil)
+	}
 	if !r.usable() {
 		return m.schemaError(r, errors.New("lockmgr does not change the table inside a transaction: run AutoMigrate (or `lockmgr migrate`) first"))
 	}
