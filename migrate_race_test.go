@@ -51,9 +51,12 @@ var (
 	firstUseModes = []string{"automigrate", "plugin", "firstuse"}
 )
 
-// migrateProcs is how many processes race; migrateReps how often.
+// migrateProcs is how many processes race.
 const migrateProcs = 15
 
+// migrateReps is how often they race per database and starting table: 20
+// times when LOCKMGR_TORTURE is set (CI sets it), once in a plain go test;
+// LOCKMGR_MIGRATE_REPS overrides both.
 func migrateReps() int {
 	if n, err := strconv.Atoi(os.Getenv("LOCKMGR_MIGRATE_REPS")); err == nil && n > 0 {
 		return n
@@ -61,7 +64,7 @@ func migrateReps() int {
 	if os.Getenv("LOCKMGR_TORTURE") != "" {
 		return 20
 	}
-	return 2
+	return 1
 }
 
 // runMigrateChild connects, says "ready", waits for a line on stdin, sets
