@@ -19,12 +19,20 @@ func (m *Manager) AutoMigrate(ctx context.Context) error {
 	case "sqlite":
 		err = m.migrateSQLite(ctx)
 	case "mysql":
-		err = m.conn(ctx).Table(m.tableName).AutoMigrate(&Lock{})
+		if m.d.srv.tidb { // the right collation up front: TiDB cannot alter it later
+			err = m.conn(ctx).Exec(m.tidbTableDDL(m.d.table)).Error
+		}
+		if err == nil {
+			err = m.conn(ctx).Table(m.tableName).AutoMigrate(&Lock{})
+		}
 		if err == nil {
 			err = m.ensureByteExact(ctx)
 		}
 		if err == nil {
 			err = m.migrateMySQLFences(ctx)
+		}
+		if err == nil && m.d.srv.tidb {
+			err = m.migrateTiDBFences(ctx)
 		}
 	default:
 		err = m.conn(ctx).Table(m.tableName).AutoMigrate(&Lock{})
@@ -100,12 +108,12 @@ func (m *Manager) ensureByteExact(ctx context.Context) error {
 		{"name", m.d.srv.nameCollation, "varchar(255) CHARACTER SET utf8mb4 COLLATE " + m.d.srv.nameCollation + " NOT NULL"},
 		{"token", m.d.srv.nameCollation, "varchar(64) CHARACTER SET utf8mb4 COLLATE " + m.d.srv.nameCollation + " NOT NULL DEFAULT ''"},
 	} {
-		var have string
-		err := db.Raw(`SELECT COALESCE(COLLATION_NAME, '') FROM information_schema.COLUMNS
-			WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? AND COLUMN_NAME = ?`,
-			m.d.schema(m.tableName), m.d.bareTable(m.tableName), col.name).Scan(&have).Error
+		have, err := m.columnCollation(db, col.name)
 		if err != nil {
 			return err
+		}
+		if have != col.collation && m.d.srv.tidb && col.name == "name" {
+			return m.rebuildTiDBTable(ctx) // both columns; TiDB cannot alter an indexed one
 		}
 		if have != col.collation {
 			if err := db.Exec("ALTER TABLE " + m.d.table + " MODIFY " + col.name + " " + col.ddl).Error; err != nil {

@@ -28,6 +28,10 @@ var (
 	// ErrInvalidOption reports a bad option, such as a negative duration.
 	// No SQL runs when an option is invalid.
 	ErrInvalidOption = errors.New("lockmgr: invalid option")
+	// ErrUnsupportedEngine reports a database engine that speaks a supported
+	// protocol but on which lockmgr cannot keep its guarantees (see
+	// docs/distributed-sql.md); the error says why. New returns it.
+	ErrUnsupportedEngine = errors.New("lockmgr: unsupported database engine")
 )
 
 // LockFail is returned by SetLock with Fail() when one of the names is
