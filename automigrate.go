@@ -3,76 +3,183 @@ package lockmgr
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"gorm.io/gorm"
 )
 
 const pluginName = "lockmgr"
 
-// AutoMigrate creates the lock table, or brings an existing one (also one
-// django-lockmgr created) up to date: it adds token and fence with database
-// defaults, so rows Django writes stay readable, and on MySQL/MariaDB makes
-// the name column compare byte for byte. It is safe to run on every start.
+// AutoMigrate creates the lock table, or completes an existing one: one
+// that db.AutoMigrate(&Lock{}) or django-lockmgr created, or that Django's
+// migrations rebuilt. It adds token and fence with database defaults (rows
+// Django writes stay readable), widens name to 255 bytes, makes it compare
+// byte for byte on MySQL/MariaDB, and creates the side table and triggers
+// fences need on SQLite and MySQL. Every step checks before it changes
+// anything, and the whole runs serialized in the database (an advisory lock
+// on PostgreSQL, GET_LOCK on MySQL, an immediate transaction on SQLite), so
+// any number of processes may run it at once, on every start. It returns an
+// error matching ErrSchema when the table cannot be made usable.
 func (m *Manager) AutoMigrate(ctx context.Context) error {
-	var err error
-	switch m.d.kind {
-	case "sqlite":
-		err = m.migrateSQLite(ctx)
-	case "mysql":
-		if m.d.srv.tidb { // the right collation up front: TiDB cannot alter it later
-			err = m.conn(ctx).Exec(m.tidbTableDDL(m.d.table)).Error
-		}
-		if err == nil {
-			err = m.conn(ctx).Table(m.tableName).AutoMigrate(&Lock{})
-		}
-		if err == nil {
-			err = m.ensureByteExact(ctx)
-		}
-		if err == nil {
-			err = m.migrateMySQLFences(ctx)
-		}
-		if err == nil && m.d.srv.tidb {
-			err = m.migrateTiDBFences(ctx)
-		}
-	default:
-		err = m.conn(ctx).Table(m.tableName).AutoMigrate(&Lock{})
+	err := m.serialized(ctx, m.migrate)
+	r, ierr := m.inspect(ctx, m.conn(ctx))
+	switch {
+	case ierr == nil && !r.usable():
+		return m.schemaError(r, err)
+	case err == nil:
+		err = ierr
 	}
 	if err != nil {
 		return fmt.Errorf("lockmgr: migrate %s: %w", m.tableName, err)
 	}
+	m.schema.ok.Store(true)
 	return nil
+}
+
+// migrate brings the table, then its side structures, up to date.
+func (m *Manager) migrate(ctx context.Context, db *gorm.DB) error {
+	r, err := m.inspect(ctx, db)
+	if err != nil {
+		return err
+	}
+	switch m.d.kind {
+	case "postgres":
+		err = m.migratePostgres(db, r)
+	case "mysql":
+		err = m.migrateMySQL(db, r)
+	case "sqlite":
+		err = m.migrateSQLite(db, r)
+	}
+	if err != nil {
+		return err
+	}
+	return m.migrateSide(db)
+}
+
+// migrateSide creates the side structures of each database, if missing.
+// The lock statements of dialect.go depend on them.
+func (m *Manager) migrateSide(db *gorm.DB) error {
+	switch m.d.kind {
+	case "sqlite":
+		return m.migrateSQLiteFences(db)
+	case "mysql":
+		err := m.migrateMySQLFences(db)
+		if err == nil && m.d.srv.tidb {
+			err = m.migrateTiDBFences(db)
+		}
+		return err
+	}
+	return nil
+}
+
+// migratePostgres lets GORM create or complete the table (it adds token
+// and fence, widens locked_by, makes lock_process bigint), then widens
+// name, a primary key GORM's migrator leaves alone. On a complete table
+// it does nothing.
+func (m *Manager) migratePostgres(db *gorm.DB, r report) error {
+	if r.usable() {
+		return nil
+	}
+	if err := db.Table(m.tableName).AutoMigrate(&Lock{}); err != nil {
+		return err
+	}
+	if n := r.cols["name"].length; n > 0 && n < MaxNameLen {
+		return db.Exec("ALTER TABLE " + m.d.table + " ALTER COLUMN name TYPE varchar(255)").Error
+	}
+	return nil
+}
+
+// migrateMySQL creates the table with lockmgr's own DDL, byte-exact from
+// the start (TiDB cannot change the collation of an indexed column later),
+// or completes it in one ALTER TABLE.
+func (m *Manager) migrateMySQL(db *gorm.DB, r report) error {
+	idx := m.d.quoteIndex("idx_" + m.d.bareTable(m.tableName) + "_locked_until")
+	if r.missing {
+		return db.Exec(m.mysqlCreateTable(m.d.table, idx)).Error
+	}
+	alter := m.addMissing(r)
+	// TiDB cannot alter the collation of an indexed column: rebuild instead.
+	rebuild := m.d.srv.tidb && r.cols["name"].collation != m.d.srv.nameCollation
+	for _, c := range []string{"name", "token", "locked_by"} {
+		col, ok := r.cols[c]
+		if rebuild && c != "locked_by" {
+			continue
+		}
+		wrongCollation := c != "locked_by" && col.collation != m.d.srv.nameCollation
+		if ok && (wrongCollation || col.length > 0 && col.length < MaxNameLen && c != "token") {
+			alter = append(alter, "MODIFY "+c+" "+m.d.columnDDL(c))
+		}
+	}
+	if typ := r.cols["lock_process"].typ; strings.HasSuffix(typ, "int") && typ != "bigint" {
+		alter = append(alter, "MODIFY lock_process "+m.d.columnDDL("lock_process")) // Django's integer
+	}
+	var indexed int64
+	err := db.Raw(`SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = COALESCE(?, DATABASE())
+		AND TABLE_NAME = ? AND COLUMN_NAME = 'locked_until' AND SEQ_IN_INDEX = 1`, m.d.schema(m.tableName), m.d.bareTable(m.tableName)).Scan(&indexed).Error
+	if err != nil {
+		return err
+	}
+	if indexed == 0 {
+		alter = append(alter, "ADD INDEX "+idx+" (locked_until)")
+	}
+	if len(alter) > 0 {
+		if err := db.Exec("ALTER TABLE " + m.d.table + " " + strings.Join(alter, ", ")).Error; err != nil {
+			return err
+		}
+	}
+	if rebuild {
+		return m.rebuildTiDBTable(db, idx)
+	}
+	return nil
+}
+
+// mysqlCreateTable is lockmgr's own DDL for a lock table named table
+// (quoted), byte-exact from the start.
+func (m *Manager) mysqlCreateTable(table, idx string) string {
+	cols := make([]string, 0, len(lockColumns)+2)
+	for _, c := range lockColumns {
+		cols = append(cols, c+" "+m.d.columnDDL(c))
+	}
+	cols = append(cols, "PRIMARY KEY (name)", "INDEX "+idx+" (locked_until)")
+	return "CREATE TABLE IF NOT EXISTS " + table + " (" + strings.Join(cols, ", ") + ") DEFAULT CHARSET=utf8mb4"
+}
+
+// addMissing is an ADD COLUMN clause for each missing column.
+func (m *Manager) addMissing(r report) []string {
+	var out []string
+	for _, c := range lockColumns {
+		if _, ok := r.cols[c]; !ok {
+			out = append(out, "ADD COLUMN "+c+" "+m.d.columnDDL(c))
+		}
+	}
+	return out
 }
 
 // migrateSQLite creates the table WITHOUT ROWID (one B-tree, keyed by
 // name) or adds missing columns with ALTER TABLE ADD COLUMN: GORM's own
 // SQLite migration rebuilds tables through a copy that can lose the
 // primary key on a table Django created.
-func (m *Manager) migrateSQLite(ctx context.Context) error {
-	db := m.conn(ctx)
+func (m *Manager) migrateSQLite(db *gorm.DB, r report) error {
 	t := m.d.table
-	err := db.Exec(`CREATE TABLE IF NOT EXISTS ` + t + ` (name varchar(255) NOT NULL PRIMARY KEY,
-		locked_by varchar(255), lock_process integer, locked_until datetime,
-		token varchar(64) NOT NULL DEFAULT '', fence integer NOT NULL DEFAULT 0,
-		created_at datetime, updated_at datetime) WITHOUT ROWID`).Error
-	if err != nil {
-		return err
+	if r.missing {
+		err := db.Exec(`CREATE TABLE IF NOT EXISTS ` + t + ` (name varchar(255) NOT NULL PRIMARY KEY,
+			locked_by varchar(255), lock_process integer, locked_until datetime,
+			token varchar(64) NOT NULL DEFAULT '', fence integer NOT NULL DEFAULT 0,
+			created_at datetime, updated_at datetime) WITHOUT ROWID`).Error
+		if err != nil {
+			return err
+		}
 	}
-	mig := db.Table(m.tableName).Migrator()
-	for _, col := range []struct{ name, ddl string }{
-		{"token", "token varchar(64) NOT NULL DEFAULT ''"},
-		{"fence", "fence integer NOT NULL DEFAULT 0"},
-	} {
-		if !mig.HasColumn(&Lock{}, col.name) {
-			if err := db.Exec("ALTER TABLE " + t + " ADD COLUMN " + col.ddl).Error; err != nil {
-				return err
-			}
+	for _, add := range m.addMissing(r) {
+		if r.missing {
+			break
+		}
+		if err := db.Exec("ALTER TABLE " + t + " " + add).Error; err != nil {
+			return err
 		}
 	}
 	idx := m.d.quoteIndex("idx_" + m.tableName + "_locked_until")
-	if err := db.Exec("CREATE INDEX IF NOT EXISTS " + idx + " ON " + t + " (locked_until)").Error; err != nil {
-		return err
-	}
-	return m.migrateSQLiteFences(db)
+	return db.Exec("CREATE INDEX IF NOT EXISTS " + idx + " ON " + t + " (locked_until)").Error
 }
 
 // migrateSQLiteFences keeps the highest fence ever written in a one-row
@@ -96,39 +203,10 @@ func (m *Manager) migrateSQLiteFences(db *gorm.DB) error {
 	return nil
 }
 
-// ensureByteExact makes name and token compare byte for byte on
-// MySQL/MariaDB: name gets a binary NO PAD collation (utf8mb4_nopad_bin on
-// MariaDB, utf8mb4_0900_bin on MySQL 8), so 'a', 'A' and 'a ' are three
-// locks; token gets the same, so an owner check cannot match a token that
-// differs in case or in trailing spaces. GORM's AutoMigrate resets a column's collation when it
-// alters it, so this runs after it every time.
-func (m *Manager) ensureByteExact(ctx context.Context) error {
-	db := m.conn(ctx)
-	for _, col := range []struct{ name, collation, ddl string }{
-		{"name", m.d.srv.nameCollation, "varchar(255) CHARACTER SET utf8mb4 COLLATE " + m.d.srv.nameCollation + " NOT NULL"},
-		{"token", m.d.srv.nameCollation, "varchar(64) CHARACTER SET utf8mb4 COLLATE " + m.d.srv.nameCollation + " NOT NULL DEFAULT ''"},
-	} {
-		have, err := m.columnCollation(db, col.name)
-		if err != nil {
-			return err
-		}
-		if have != col.collation && m.d.srv.tidb && col.name == "name" {
-			return m.rebuildTiDBTable(ctx) // both columns; TiDB cannot alter an indexed one
-		}
-		if have != col.collation {
-			if err := db.Exec("ALTER TABLE " + m.d.table + " MODIFY " + col.name + " " + col.ddl).Error; err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
 // migrateMySQLFences creates <table>_fence: fenceBuckets rows that
 // acquisitions lock, by a hash of the name, before they read the clock for
 // a fence (see fragments.fenceLock).
-func (m *Manager) migrateMySQLFences(ctx context.Context) error {
-	db := m.conn(ctx)
+func (m *Manager) migrateMySQLFences(db *gorm.DB) error {
 	f := m.d.fenceTable
 	if err := db.Exec("CREATE TABLE IF NOT EXISTS " + f + " (id int NOT NULL PRIMARY KEY)").Error; err != nil {
 		return err

@@ -74,6 +74,10 @@ func TestHotPathsAreOneStatement(t *testing.T) {
 			assert.Len(t, c.take(), 1, "%s runs one statement", what)
 			assert.Zero(t, c.begins.Load(), "%s runs no transaction", what)
 		}
+		_, err := m.IsLocked(ctx, "warm-up")
+		require.NoError(t, err)
+		assert.NotEmpty(t, c.take(), "the first call checks the table")
+		c.begins.Store(0)
 		acquired := func(what string, err error) {
 			t.Helper()
 			if !e.onTiDB() {
@@ -200,6 +204,17 @@ func TestExpiresHelpers(t *testing.T) {
 	assert.True(t, l.Expired())
 	d, _ := l.ExpiresIn()
 	assert.Negative(t, d)
+	for ago, want := range map[time.Duration]int64{500 * time.Millisecond: 0, 1500 * time.Millisecond: -1} {
+		until := time.Now().Add(-ago)
+		l.LockedUntil = &until
+		s, ok = l.ExpiresSeconds()
+		assert.True(t, ok)
+		assert.Equal(t, want, s, "expired %v ago: truncated toward zero", ago)
+	}
+	l.LockedUntil = nil
+	s, ok = l.ExpiresSeconds()
+	assert.False(t, ok, "never expires")
+	assert.Zero(t, s)
 }
 
 func TestPluginAndFromDB(t *testing.T) {

@@ -2,6 +2,7 @@ package lockmgr_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,5 +101,85 @@ func TestSharesDjangoTable(t *testing.T) {
 			require.NoError(t, err)
 			assert.InDelta(t, 7200, secondsLeft(t, l), 5)
 		})
+	}
+}
+
+// djangoColumns are the columns of django-lockmgr's model: Django's
+// `migrate --fake-initial` fakes the initial migration when the table and
+// every one of these exist.
+var djangoColumns = []string{"name", "locked_by", "lock_process", "locked_until", "created_at", "updated_at"}
+
+// djangoRebuild is what Django 3.2's SQLite schema editor runs for an
+// AlterField such as django-lockmgr's migration 0002: it remakes the table
+// from the model (only Django's columns, no index or trigger of lockmgr's),
+// copies the rows and renames it into place.
+const djangoRebuild = `CREATE TABLE "new__%[1]s" ("name" varchar(100) NOT NULL PRIMARY KEY, "locked_by" varchar(100) NULL,
+	"lock_process" integer NULL, "locked_until" datetime NULL, "created_at" datetime NOT NULL, "updated_at" datetime NOT NULL);
+INSERT INTO "new__%[1]s" ("name", "locked_by", "lock_process", "locked_until", "created_at", "updated_at")
+	SELECT "name", "locked_by", "lock_process", "locked_until", "created_at", "updated_at" FROM "%[1]s";
+DROP TABLE "%[1]s";
+ALTER TABLE "new__%[1]s" RENAME TO "%[1]s"`
+
+// TestGoFirstThenDjango: lockmgr creates the table, then Django's
+// `manage.py migrate lockmgr --fake-initial` runs (on SQLite it rebuilds
+// the table), then `lockmgr migrate` again. A Manager that was running all
+// along keeps working: it notices the rebuilt table and completes it.
+func TestGoFirstThenDjango(t *testing.T) {
+	eachDB(t, func(t *testing.T, e *env) {
+		held := e.lock("go-held", lockmgr.Expires(time.Hour))
+		first := e.lock("fenced")
+		require.NoError(t, e.m.Release(e.ctx, first))
+		for _, c := range djangoColumns {
+			require.True(t, e.db.Migrator().HasColumn(e.table, c), "--fake-initial needs column %s", c)
+		}
+		if e.kind == "sqlite" {
+			for _, stmt := range strings.Split(fmt.Sprintf(djangoRebuild, e.table), ";\n") {
+				require.NoError(t, e.db.Exec(stmt).Error)
+			}
+			require.False(t, e.db.Migrator().HasColumn(e.table, "token"), "the rebuild dropped lockmgr's columns")
+		}
+		insert := fmt.Sprintf("INSERT INTO %s (name, locked_by, lock_process, locked_until, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)", e.table)
+		now := time.Now()
+		require.NoError(t, e.db.Exec(insert, "django-held", "django-host", 7, djangoTime(e.kind, now.Add(time.Hour)), djangoTime(e.kind, now), djangoTime(e.kind, now)).Error)
+
+		assert.True(t, djangoLocked(e, "go-held"), "Django sees lockmgr's lock")
+		assert.True(t, e.isLocked("django-held"), "the running Manager sees Django's lock")
+		assert.True(t, e.isLocked("go-held"))
+		second := e.lock("fenced")
+		assert.Greater(t, second.Fence, first.Fence, "fences still grow")
+		err := e.m.Release(e.ctx, held)
+		if e.kind == "sqlite" {
+			require.ErrorIs(t, err, lockmgr.ErrNotHeld, "the rebuild dropped the holder's token")
+		} else {
+			require.NoError(t, err)
+		}
+
+		require.NoError(t, e.m.AutoMigrate(e.ctx), "then lockmgr migrate again")
+		_, err = e.m.GetLock(e.ctx, "django-held")
+		require.ErrorIs(t, err, lockmgr.ErrLocked)
+		checkLockTable(e)
+	})
+}
+
+// TestDjangoTable255: a 255-byte name on a table django-lockmgr created
+// (varchar(100)), after each way of setting up.
+func TestDjangoTable255(t *testing.T) {
+	long := strings.Repeat("x", lockmgr.MaxNameLen)
+	for _, b := range backends() {
+		for _, how := range []string{"AutoMigrate", "first use"} {
+			t.Run(b.name+"/"+how, func(t *testing.T) {
+				e := bareEnv(t, b)
+				require.NoError(t, e.db.Exec(fmt.Sprintf(djangoDDL[b.name], e.table)).Error)
+				e.m = e.manager()
+				if how == "AutoMigrate" {
+					require.NoError(t, e.m.AutoMigrate(e.ctx))
+				}
+				l := e.lock(long)
+				got, err := e.m.Get(e.ctx, long)
+				require.NoError(t, err)
+				assert.Equal(t, l.Token, got.Token)
+				assert.True(t, djangoLocked(e, long), "Django reads the 255-byte name")
+			})
+		}
 	}
 }

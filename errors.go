@@ -28,6 +28,11 @@ var (
 	// ErrInvalidOption reports a bad option, such as a negative duration.
 	// No SQL runs when an option is invalid.
 	ErrInvalidOption = errors.New("lockmgr: invalid option")
+	// ErrSchema reports a lock table lockmgr cannot use and could not
+	// complete: it does not exist, or lacks a column, side table or trigger
+	// lockmgr needs, or its name column is not byte-exact (MySQL/MariaDB).
+	// The message says what is wrong and how to fix it.
+	ErrSchema = errors.New("lockmgr: lock table not usable")
 	// ErrUnsupportedEngine reports a database engine that speaks a supported
 	// protocol but on which lockmgr cannot keep its guarantees (see
 	// docs/distributed-sql.md); the error says why. New returns it.

@@ -30,6 +30,9 @@ const (
 // TestMain fails the run if any goroutine outlives the tests, once the
 // shared database pools are closed.
 func TestMain(m *testing.M) {
+	if cfg := os.Getenv(envMigrateChild); cfg != "" {
+		os.Exit(runMigrateChild(cfg))
+	}
 	code := m.Run()
 	for _, db := range sharedDBs {
 		if s, err := db.DB(); err == nil {

@@ -22,6 +22,7 @@ type Manager struct {
 	notifier  Notifier
 	channel   string
 	inTx      bool
+	schema    *schemaState // shared with copies: see schema.go
 }
 
 // New returns a Manager for the lock table of db (DefaultTable unless
@@ -52,7 +53,7 @@ func New(db *gorm.DB, opts ...Option) (*Manager, error) {
 	}
 	m := &Manager{
 		db: session(db, d), d: d, tableName: s.table,
-		owner: s.owner, logger: s.logger, hooks: s.hooks, notifier: s.notifier,
+		owner: s.owner, logger: s.logger, hooks: s.hooks, notifier: s.notifier, schema: newSchemaState(),
 	}
 	if m.notifier != nil && kind == "postgres" {
 		m.channel = m.notifier.Channel(s.table)
@@ -101,6 +102,14 @@ func (m *Manager) conn(ctx context.Context) *gorm.DB {
 // query runs s and scans its first row into dest; found is false when it
 // returned no row.
 func (m *Manager) query(ctx context.Context, s stmt, v *values, dest ...any) (found bool, err error) {
+	err = m.guard(ctx, func() error {
+		found, err = m.queryOnce(ctx, s, v, dest...)
+		return err
+	})
+	return found, err
+}
+
+func (m *Manager) queryOnce(ctx context.Context, s stmt, v *values, dest ...any) (found bool, err error) {
 	rows, err := m.raw(ctx, s, v).Rows()
 	if err != nil {
 		return false, err
@@ -116,9 +125,13 @@ func (m *Manager) query(ctx context.Context, s stmt, v *values, dest ...any) (fo
 }
 
 // exec runs s and returns how many rows it changed.
-func (m *Manager) exec(ctx context.Context, s stmt, v *values) (int64, error) {
-	res := m.conn(ctx).Exec(s.sql, s.bind(v)...)
-	return res.RowsAffected, res.Error
+func (m *Manager) exec(ctx context.Context, s stmt, v *values) (n int64, err error) {
+	err = m.guard(ctx, func() error {
+		res := m.conn(ctx).Exec(s.sql, s.bind(v)...)
+		n = res.RowsAffected
+		return res.Error
+	})
+	return n, err
 }
 
 // writeSetting is gorm.io/plugin/dbresolver's "use the primary" setting.

@@ -14,9 +14,12 @@ const DefaultTable = "lockmgr_lock"
 // MaxNameLen is the longest lock name, in bytes.
 const MaxNameLen = 255
 
-// Lock is one row of the lock table, and a GORM model: db.AutoMigrate(&Lock{})
-// creates the default table. A Lock returned by a Manager is a snapshot;
-// its Token proves ownership to Release and Renew.
+// Lock is one row of the lock table, and a GORM model:
+// db.AutoMigrate(&Lock{}) creates the default table, and a Manager's first
+// call completes what GORM leaves out (a side table and triggers for
+// fences, a byte-exact name on MySQL/MariaDB; see Manager.AutoMigrate). A
+// Lock returned by a Manager is a snapshot; its Token proves ownership to
+// Release and Renew.
 type Lock struct {
 	// Name identifies the lock: 1..255 bytes of UTF-8 without NUL, compared
 	// byte for byte.
@@ -58,9 +61,12 @@ func (l *Lock) ExpiresIn() (time.Duration, bool) {
 	return time.Until(*l.LockedUntil), true
 }
 
-// ExpiresSeconds is ExpiresIn in whole seconds, truncated toward zero as
-// django-lockmgr's expires_seconds is. The bool is false when the lock
-// never expires.
+// ExpiresSeconds is ExpiresIn in whole seconds, truncated toward zero:
+// 79.99 s left gives 79, and a lock expired 0.5 s ago gives 0 (1.5 s ago:
+// -1). django-lockmgr's expires_seconds is documented as integer seconds
+// and its docs show 79 for 79.99, but it returns the float
+// total_seconds(); use ExpiresIn for the fraction. The bool is false when
+// the lock never expires.
 func (l *Lock) ExpiresSeconds() (int64, bool) {
 	d, ok := l.ExpiresIn()
 	return int64(d / time.Second), ok

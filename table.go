@@ -58,20 +58,26 @@ func (m *Manager) CleanLocks(ctx context.Context) (int64, error) {
 func (m *Manager) List(ctx context.Context) ([]Lock, error) {
 	var v values
 	m.d.fill(&v, 0)
-	rows, err := m.conn(ctx).Raw(m.d.list.sql, m.d.list.bind(&v)...).Rows()
+	var out []Lock
+	err := m.guard(ctx, func() error {
+		rows, err := m.conn(ctx).Raw(m.d.list.sql, m.d.list.bind(&v)...).Rows()
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for out = nil; rows.Next(); {
+			l, err := scanLock(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, *l)
+		}
+		return rows.Err()
+	})
 	if err != nil {
 		return nil, fmt.Errorf("lockmgr: list: %w", err)
 	}
-	defer rows.Close()
-	var out []Lock
-	for rows.Next() {
-		l, err := scanLock(rows)
-		if err != nil {
-			return nil, fmt.Errorf("lockmgr: list: %w", err)
-		}
-		out = append(out, *l)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // Get returns the live lock holding name, in one statement, or an error
@@ -85,20 +91,24 @@ func (m *Manager) Get(ctx context.Context, name string) (*Lock, error) {
 	var v values
 	m.d.fill(&v, 0)
 	v[aName] = name
-	rows, err := m.conn(ctx).Raw(m.d.get.sql, m.d.get.bind(&v)...).Rows()
-	if err != nil {
-		return nil, fmt.Errorf("lockmgr: get %q: %w", name, err)
-	}
-	defer rows.Close()
-	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("lockmgr: get %q: %w", name, err)
+	var l *Lock
+	err := m.guard(ctx, func() error {
+		rows, err := m.conn(ctx).Raw(m.d.get.sql, m.d.get.bind(&v)...).Rows()
+		if err != nil {
+			return err
 		}
-		return nil, fmt.Errorf("%w: %q", ErrLockNotFound, name)
-	}
-	l, err := scanLock(rows)
-	if err != nil {
+		defer rows.Close()
+		if !rows.Next() {
+			return rows.Err()
+		}
+		l, err = scanLock(rows)
+		return err
+	})
+	switch {
+	case err != nil:
 		return nil, fmt.Errorf("lockmgr: get %q: %w", name, err)
+	case l == nil:
+		return nil, fmt.Errorf("%w: %q", ErrLockNotFound, name)
 	}
 	return l, nil
 }
@@ -117,15 +127,17 @@ func (m *Manager) Reset(ctx context.Context) (int64, error) {
 // Manager bound to it. On SQLite the transaction first takes the database's
 // write lock, so two of them never deadlock upgrading a read lock.
 func (m *Manager) transaction(ctx context.Context, fn func(tx *Manager) error) error {
-	return m.conn(ctx).Transaction(func(tx *gorm.DB) error {
-		t := *m
-		t.db, t.inTx = tx.Session(&gorm.Session{NewDB: true}), true
-		if m.d.kind == "sqlite" {
-			if err := tx.Exec("DELETE FROM " + m.d.table + " WHERE 0").Error; err != nil {
-				return err
+	return m.guard(ctx, func() error {
+		return m.conn(ctx).Transaction(func(tx *gorm.DB) error {
+			t := *m
+			t.db, t.inTx = tx.Session(&gorm.Session{NewDB: true}), true
+			if m.d.kind == "sqlite" {
+				if err := tx.Exec("DELETE FROM " + m.d.table + " WHERE 0").Error; err != nil {
+					return err
+				}
 			}
-		}
-		return fn(&t)
+			return fn(&t)
+		})
 	})
 }
 

@@ -158,9 +158,12 @@ func (a *app) migrateCommand() *cobra.Command {
 		Use:   "migrate",
 		Short: "Create or update the lock table",
 		Long: `migrate creates the lock table, or brings an existing one up to date: a
-table made by an older lockmgr, or by django-lockmgr, gets the columns
-lockmgr adds (token, fence), and django-lockmgr keeps working on it. Running
-it again changes nothing.
+table made by an older lockmgr, by GORM's AutoMigrate or by django-lockmgr
+gets the columns lockmgr adds (token, fence), a 255-byte name (byte-exact on
+MySQL/MariaDB) and the side table and triggers fences use, and
+django-lockmgr keeps working on it. Running it again changes nothing; any
+number of processes may run it at once (it is serialized in the database).
+See docs/setup.md.
 
 OUTPUT
   Table "lockmgr_lock" is ready in sqlite://lockmgr.db.`,

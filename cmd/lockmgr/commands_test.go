@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -23,12 +24,38 @@ func TestMigrateAndMissingTable(t *testing.T) {
 	r := c.run("list")
 	assert.Equal(t, 1, r.code)
 	assert.Empty(t, r.stdout)
-	assert.Equal(t, fmt.Sprintf("lockmgr: table %q does not exist in %s; run 'lockmgr migrate' to create it\n", c.table, c.db.dsn), r.stderr)
+	assert.Equal(t, fmt.Sprintf("lockmgr: %s: lock table not usable: table %q does not exist; create it with `lockmgr migrate` "+
+		"(or Manager.AutoMigrate, db.Use(lockmgr.NewPlugin()), db.AutoMigrate(&lockmgr.Lock{}))\n", c.db.dsn, c.table), r.stderr)
 
 	want := fmt.Sprintf("Table %q is ready in %s.\n", c.table, c.db.dsn)
 	assert.Equal(t, want, c.ok("migrate"))
 	assert.Equal(t, want, c.ok("migrate"), "migrating again changes nothing")
 	assert.Equal(t, fmt.Sprintf("There are currently 0 active locks using table %q\n%s\n%s\n", c.table, rule, rule), c.ok("list"))
+}
+
+// TestQueryErrorIsNamed: when the table check's query fails, the CLI says
+// why, not that the table is missing.
+func TestQueryErrorIsNamed(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "not-a-database.db")
+	require.NoError(t, os.WriteFile(path, []byte(strings.Repeat("this is not SQLite\n", 100)), 0o600))
+	c := &cli{t: t, db: testDB{"sqlite", "sqlite://" + path}, table: "locks", dir: t.TempDir()}
+	r := c.run("list")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "file is not a database")
+	assert.NotContains(t, r.stderr, "does not exist")
+
+	dsn := os.Getenv("LOCKMGR_TEST_POSTGRES_DSN")
+	if dsn == "" {
+		return
+	}
+	// Every statement times out: a query fails on a working connection.
+	u := strings.Replace(dsn, "postgres://postgres@", "postgres://postgres:s3cr3t-pw@", 1) + "&statement_timeout=1"
+	c = &cli{t: t, db: testDB{"postgres", u}, table: "lockmgr_cli_never_created", dir: t.TempDir()}
+	r = c.run("list")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "statement timeout")
+	assert.NotContains(t, r.stderr, "s3cr3t-pw")
 }
 
 func TestSetAndList(t *testing.T) {

@@ -103,9 +103,11 @@ func (a *app) exitCode(err error) int {
 	return exitFailure
 }
 
-// errorf prints "lockmgr: " and a message on stderr.
+// errorf prints "lockmgr: " and a message on stderr, with the DSN's
+// password, should a driver's message repeat it, hidden.
 func (a *app) errorf(format string, args ...any) {
-	fmt.Fprintf(a.stderr, "lockmgr: "+format+"\n", args...)
+	dsnText, _ := a.settings()
+	fmt.Fprint(a.stderr, hidePassword("lockmgr: "+fmt.Sprintf(format, args...)+"\n", dsnText))
 }
 
 // oneLine folds a possibly multi-line error message into one line, and

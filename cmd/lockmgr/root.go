@@ -176,8 +176,9 @@ type target struct {
 }
 
 // manager connects to the database and binds a lockmgr.Manager to the
-// table. Unless forMigrate, a missing table is an error that says how to
-// create it.
+// table. Unless forMigrate, it checks the table (completing it as any
+// first lockmgr call would): a missing table is an error that says how to
+// create it, and a query that fails reports the database's own error.
 func (a *app) manager(ctx context.Context, forMigrate bool) (*lockmgr.Manager, target, error) {
 	dsnText, table := a.settings()
 	dbi, err := dsn.Parse(dsnText, time.Duration(a.connectTimeout))
@@ -197,8 +198,14 @@ func (a *app) manager(ctx context.Context, forMigrate bool) (*lockmgr.Manager, t
 	if err != nil {
 		return nil, t, err
 	}
-	if !forMigrate && !db.Migrator().HasTable(table) {
-		return nil, t, fmt.Errorf("table %q does not exist in %s; run 'lockmgr migrate' to create it", table, t.DB)
+	if forMigrate {
+		return m, t, nil
+	}
+	if err := m.CheckTable(ctx); err != nil {
+		if errors.Is(err, lockmgr.ErrSchema) {
+			return nil, t, fmt.Errorf("%s: %w", t.DB, err)
+		}
+		return nil, t, fmt.Errorf("cannot read table %q in %s: %w", table, t.DB, err)
 	}
 	return m, t, nil
 }
