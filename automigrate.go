@@ -63,7 +63,11 @@ func (m *Manager) migrateSide(db *gorm.DB) error {
 	case "sqlite":
 		return m.migrateSQLiteFences(db)
 	case "mysql":
-		return m.migrateMySQLFences(db)
+		err := m.migrateMySQLFences(db)
+		if err == nil && m.d.srv.tidb {
+			err = m.migrateTiDBFences(db)
+		}
+		return err
 	}
 	return nil
 }
@@ -91,16 +95,16 @@ func (m *Manager) migratePostgres(db *gorm.DB, r report) error {
 func (m *Manager) migrateMySQL(db *gorm.DB, r report) error {
 	idx := m.d.quoteIndex("idx_" + m.d.bareTable(m.tableName) + "_locked_until")
 	if r.missing {
-		cols := make([]string, 0, len(lockColumns)+2)
-		for _, c := range lockColumns {
-			cols = append(cols, c+" "+m.d.columnDDL(c))
-		}
-		cols = append(cols, "PRIMARY KEY (name)", "INDEX "+idx+" (locked_until)")
-		return db.Exec("CREATE TABLE IF NOT EXISTS " + m.d.table + " (" + strings.Join(cols, ", ") + ") DEFAULT CHARSET=utf8mb4").Error
+		return db.Exec(m.mysqlCreateTable(m.d.table, idx)).Error
 	}
 	alter := m.addMissing(r)
+	// TiDB cannot alter the collation of an indexed column: rebuild instead.
+	rebuild := m.d.srv.tidb && r.cols["name"].collation != m.d.srv.nameCollation
 	for _, c := range []string{"name", "token", "locked_by"} {
 		col, ok := r.cols[c]
+		if rebuild && c != "locked_by" {
+			continue
+		}
 		wrongCollation := c != "locked_by" && col.collation != m.d.srv.nameCollation
 		if ok && (wrongCollation || col.length > 0 && col.length < MaxNameLen && c != "token") {
 			alter = append(alter, "MODIFY "+c+" "+m.d.columnDDL(c))
@@ -118,10 +122,26 @@ func (m *Manager) migrateMySQL(db *gorm.DB, r report) error {
 	if indexed == 0 {
 		alter = append(alter, "ADD INDEX "+idx+" (locked_until)")
 	}
-	if len(alter) == 0 {
-		return nil
+	if len(alter) > 0 {
+		if err := db.Exec("ALTER TABLE " + m.d.table + " " + strings.Join(alter, ", ")).Error; err != nil {
+			return err
+		}
 	}
-	return db.Exec("ALTER TABLE " + m.d.table + " " + strings.Join(alter, ", ")).Error
+	if rebuild {
+		return m.rebuildTiDBTable(db, idx)
+	}
+	return nil
+}
+
+// mysqlCreateTable is lockmgr's own DDL for a lock table named table
+// (quoted), byte-exact from the start.
+func (m *Manager) mysqlCreateTable(table, idx string) string {
+	cols := make([]string, 0, len(lockColumns)+2)
+	for _, c := range lockColumns {
+		cols = append(cols, c+" "+m.d.columnDDL(c))
+	}
+	cols = append(cols, "PRIMARY KEY (name)", "INDEX "+idx+" (locked_until)")
+	return "CREATE TABLE IF NOT EXISTS " + table + " (" + strings.Join(cols, ", ") + ") DEFAULT CHARSET=utf8mb4"
 }
 
 // addMissing is an ADD COLUMN clause for each missing column.

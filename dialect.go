@@ -87,6 +87,7 @@ func (d *dialect) compile(tmpl string) stmt {
 type server struct {
 	returning     bool   // INSERT … RETURNING (MariaDB 10.5+); else acquire reads back by token
 	nameCollation string // binary NO PAD: byte-exact names
+	tidb          bool   // TiDB: fences from a written bucket high-water mark
 }
 
 // dialect is the compiled SQL of one database kind for one table.
@@ -109,6 +110,7 @@ type dialect struct {
 	liveFlag                                              stmt   // 1 for a live row, else 0
 	readUntil, casUntil                                   stmt   // AddTime on SQLite
 	readBack                                              stmt   // the acquired row, without RETURNING
+	fenceBump                                             stmt   // TiDB: raises the bucket's hwm before acquire
 	get                                                   stmt   // one live lock
 	columns                                               string // for SELECTs that read whole rows
 	err                                                   error
@@ -168,6 +170,23 @@ var mysqlFragments = fragments{
 	noExpiry:  "@micros IS NULL",
 }
 
+// tidbFragments differ from MySQL's in the fence. With several TiDB
+// servers, UTC_TIMESTAMP() is the clock of whichever server runs the
+// statement, so a fence read from it after a release can be lower than
+// the previous holder's. An acquisition instead first raises its bucket's
+// high-water mark (fenceBump, in the same transaction), a write that TiDB
+// orders after every earlier write of the bucket, and takes the fence from
+// it; the clock is only a floor that keeps fences near the ones written
+// before the table was on TiDB.
+var tidbFragments = func() fragments {
+	f := mysqlFragments
+	f.fenceNow = "hwm"
+	return f
+}()
+
+const tidbFenceBump = "UPDATE {fences} SET hwm = GREATEST(hwm + 1, TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6)))" +
+	" WHERE id = CRC32(@name) % " + fenceBuckets
+
 var sqliteFragments = fragments{
 	quote: func(s string) string { return `"` + s + `"` },
 	now:   "@now",
@@ -190,6 +209,9 @@ func newDialect(kind, table string, srv server) (*dialect, error) {
 		f = postgresFragments
 	case "mysql":
 		f = mysqlFragments
+		if srv.tidb {
+			f = tidbFragments
+		}
 	case "sqlite":
 		f = sqliteFragments
 	default:
@@ -204,6 +226,9 @@ func newDialect(kind, table string, srv server) (*dialect, error) {
 	d := &dialect{kind: kind, srv: srv, table: strings.Join(parts, "."), fenceTable: strings.Join(fences, "."), clientClock: kind == "sqlite",
 		renewViaLastInsertID: kind == "mysql", addTimeInClient: kind == "sqlite"}
 	d.build(f)
+	if srv.tidb {
+		d.fenceBump = d.compile(strings.ReplaceAll(tidbFenceBump, "{fences}", d.fenceTable))
+	}
 	return d, d.err
 }
 
@@ -375,7 +400,9 @@ func (d *dialect) retryable(err error, inTx bool) bool {
 	msg := err.Error()
 	switch d.kind {
 	case "mysql":
-		return !inTx && (strings.Contains(msg, "Error 1213") || strings.Contains(msg, "Error 1205"))
+		// TiDB adds 9007 (write conflict, optimistic mode) and 8022 (retry the transaction).
+		return !inTx && (strings.Contains(msg, "Error 1213") || strings.Contains(msg, "Error 1205") ||
+			d.srv.tidb && (strings.Contains(msg, "Error 9007") || strings.Contains(msg, "Error 8022")))
 	case "sqlite":
 		return !inTx && strings.Contains(msg, "database is locked")
 	}

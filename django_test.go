@@ -54,16 +54,16 @@ func TestSharesDjangoTable(t *testing.T) {
 			db := b.open(t)
 			table := uniqueTable()
 			t.Cleanup(func() { _ = db.Migrator().DropTable(table, table+"_fence") })
-			require.NoError(t, db.Exec(fmt.Sprintf(djangoDDL[b.name], table)).Error)
-			e := &env{t: t, kind: b.name, db: db, table: table, ctx: t.Context()}
+			require.NoError(t, db.Exec(fmt.Sprintf(djangoDDL[b.dialect()], table)).Error)
+			e := &env{t: t, kind: b.dialect(), db: db, table: table, ctx: t.Context()}
 			insert := fmt.Sprintf("INSERT INTO %s (name, locked_by, lock_process, locked_until, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)", table)
 			now := time.Now().Truncate(time.Second) // Django's zero-fraction form on SQLite
 			for name, until := range map[string]any{
-				"django-live":    djangoTime(b.name, now.Add(time.Hour)),
-				"django-expired": djangoTime(b.name, now.Add(-time.Hour)),
+				"django-live":    djangoTime(b.dialect(), now.Add(time.Hour)),
+				"django-expired": djangoTime(b.dialect(), now.Add(-time.Hour)),
 				"django-forever": nil,
 			} {
-				require.NoError(t, db.Exec(insert, name, "django-host", 42, until, djangoTime(b.name, now), djangoTime(b.name, now)).Error)
+				require.NoError(t, db.Exec(insert, name, "django-host", 42, until, djangoTime(b.dialect(), now), djangoTime(b.dialect(), now)).Error)
 			}
 
 			e.m = e.manager()

@@ -33,6 +33,10 @@ var (
 	// lockmgr needs, or its name column is not byte-exact (MySQL/MariaDB).
 	// The message says what is wrong and how to fix it.
 	ErrSchema = errors.New("lockmgr: lock table not usable")
+	// ErrUnsupportedEngine reports a database engine that speaks a supported
+	// protocol but on which lockmgr cannot keep its guarantees (see
+	// docs/distributed-sql.md); the error says why. New returns it.
+	ErrUnsupportedEngine = errors.New("lockmgr: unsupported database engine")
 )
 
 // LockFail is returned by SetLock with Fail() when one of the names is

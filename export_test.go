@@ -10,3 +10,6 @@ func WithoutReturning(m *Manager) *Manager {
 	c.d, _ = newDialect(m.d.kind, m.tableName, srv)
 	return &c
 }
+
+// EngineProblem is engineProblem, for the engine refusal tests.
+var EngineProblem = engineProblem

@@ -24,6 +24,7 @@ import (
 const (
 	envPostgres = "LOCKMGR_TEST_POSTGRES_DSN"
 	envMySQL    = "LOCKMGR_TEST_MYSQL_DSN"
+	envTiDB     = "LOCKMGR_TEST_TIDB_DSN"
 )
 
 // TestMain fails the run if any goroutine outlives the tests, once the
@@ -45,10 +46,19 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// backend is one database the suite runs on.
+// backend is one database the suite runs on; kind is its SQL dialect
+// when that differs from its name (TiDB speaks "mysql").
 type backend struct {
 	name string
 	open func(t testing.TB) *gorm.DB
+	kind string
+}
+
+func (b backend) dialect() string {
+	if b.kind != "" {
+		return b.kind
+	}
+	return b.name
 }
 
 var (
@@ -78,10 +88,10 @@ func sqliteDSN(path string) string {
 	return "file:" + path + "?_busy_timeout=10000&_journal_mode=WAL"
 }
 
-// backends lists SQLite always, and PostgreSQL and MariaDB/MySQL when their
-// DSNs are set.
+// backends lists SQLite always, and PostgreSQL, MariaDB/MySQL and TiDB
+// when their DSNs are set.
 func backends() []backend {
-	out := []backend{{"sqlite", func(t testing.TB) *gorm.DB {
+	out := []backend{{name: "sqlite", open: func(t testing.TB) *gorm.DB {
 		db, err := gorm.Open(sqlite.Open(sqliteDSN(t.TempDir()+"/locks.db")), quiet())
 		require.NoError(t, err)
 		t.Cleanup(func() {
@@ -92,13 +102,18 @@ func backends() []backend {
 		return db
 	}}}
 	if dsn := os.Getenv(envPostgres); dsn != "" {
-		out = append(out, backend{"postgres", func(t testing.TB) *gorm.DB {
+		out = append(out, backend{name: "postgres", open: func(t testing.TB) *gorm.DB {
 			return shared(t, "postgres", postgres.Open(dsn))
 		}})
 	}
 	if dsn := os.Getenv(envMySQL); dsn != "" {
-		out = append(out, backend{"mysql", func(t testing.TB) *gorm.DB {
+		out = append(out, backend{name: "mysql", open: func(t testing.TB) *gorm.DB {
 			return shared(t, "mysql", mysql.Open(dsn))
+		}})
+	}
+	if dsn := os.Getenv(envTiDB); dsn != "" {
+		out = append(out, backend{name: "tidb", kind: "mysql", open: func(t testing.TB) *gorm.DB {
+			return shared(t, "tidb", mysql.Open(dsn))
 		}})
 	}
 	return out
@@ -127,7 +142,7 @@ func eachDB(t *testing.T, fn func(t *testing.T, e *env), opts ...lockmgr.Option)
 func newEnv(t *testing.T, b backend, opts ...lockmgr.Option) *env {
 	db := b.open(t)
 	table := uniqueTable()
-	e := &env{t: t, kind: b.name, db: db, table: table, ctx: context.Background()}
+	e := &env{t: t, kind: b.dialect(), db: db, table: table, ctx: context.Background()}
 	t.Cleanup(func() { _ = db.Migrator().DropTable(table, table+"_fence") })
 	e.m = e.manager(opts...)
 	require.NoError(t, e.m.AutoMigrate(e.ctx))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"reflect"
 	"strings"
 	"time"
 
@@ -29,7 +28,8 @@ type Manager struct {
 // New returns a Manager for the lock table of db (DefaultTable unless
 // WithTable says otherwise). It does not touch the database or migrate:
 // call AutoMigrate, or use NewPlugin. It returns ErrInvalidOption for a bad
-// option or a database other than PostgreSQL, MySQL/MariaDB or SQLite.
+// option or a database other than PostgreSQL, MySQL/MariaDB, TiDB or
+// SQLite, and ErrUnsupportedEngine for an engine it cannot serve correctly.
 func New(db *gorm.DB, opts ...Option) (*Manager, error) {
 	if db == nil {
 		return nil, fmt.Errorf("%w: nil *gorm.DB", ErrInvalidOption)
@@ -44,6 +44,9 @@ func New(db *gorm.DB, opts ...Option) (*Manager, error) {
 		}
 	}
 	kind := db.Dialector.Name()
+	if err := engineProblem(serverVersion(db)); err != nil {
+		return nil, err
+	}
 	d, err := newDialect(kind, s.table, mysqlServer(db, kind))
 	if err != nil {
 		return nil, err
@@ -59,22 +62,17 @@ func New(db *gorm.DB, opts ...Option) (*Manager, error) {
 }
 
 // mysqlServer tells MariaDB 10.5+ (INSERT … RETURNING, NO PAD binary
-// collation utf8mb4_nopad_bin) from MySQL 8 and older MariaDB, from the
-// version GORM's MySQL dialector records when it connects.
+// collation utf8mb4_nopad_bin) from MySQL 8 and older MariaDB, and TiDB,
+// from the version GORM's MySQL dialector records when it connects.
 func mysqlServer(db *gorm.DB, kind string) server {
 	srv := server{returning: true, nameCollation: "utf8mb4_nopad_bin"}
-	if kind != "mysql" {
+	version := serverVersion(db)
+	if kind != "mysql" || version == "" {
 		return srv
 	}
-	v := reflect.Indirect(reflect.ValueOf(db.Dialector))
-	if v.Kind() != reflect.Struct {
-		return srv
+	if isTiDB(version) {
+		return server{returning: false, nameCollation: "utf8mb4_0900_bin", tidb: true}
 	}
-	f := v.FieldByName("ServerVersion")
-	if !f.IsValid() || f.Kind() != reflect.String || f.String() == "" {
-		return srv
-	}
-	version := f.String()
 	if !strings.Contains(version, "MariaDB") {
 		return server{returning: false, nameCollation: "utf8mb4_0900_bin"}
 	}
@@ -242,6 +240,9 @@ func (m *Manager) runAcquire(ctx context.Context, v *values, dest ...any) (bool,
 const maxAcquireAttempts = 5
 
 func (m *Manager) runAcquireOnce(ctx context.Context, v *values, dest ...any) (bool, error) {
+	if m.d.fenceBump.sql != "" {
+		return m.acquireBumpingFence(ctx, v, dest...)
+	}
 	if m.d.srv.returning {
 		return m.query(ctx, m.d.acquire, v, dest...)
 	}

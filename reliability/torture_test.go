@@ -41,49 +41,68 @@ func currentTortureParams() tortureParams {
 // grew in hold order, that no scope was lost and that the only error seen
 // was ErrLocked.
 func TestTortureMutualExclusion(t *testing.T) {
-	forEachDB(t, func(t *testing.T, tg target) {
-		p := currentTortureParams()
-		db := mustOpen(t, tg)
-		lockT, occT, auditT := tableName("lock"), tableName("occ"), tableName("audit")
-		m := newManager(t, db, lockT)
-		names := make([]string, p.Names)
-		for i := range names {
-			names[i] = fmt.Sprintf("torture-%d", i)
-		}
-		require.NoError(t, createAuditTables(db, occT, auditT, names))
-		dropTables(t, db, occT, auditT)
+	forEachDB(t, tortureMutualExclusion)
+}
 
-		started := time.Now()
-		stats := runTortureProcs(t, tg, p, tortureConfig{
-			Driver: tg.Driver, DSN: tg.DSN, LockTable: lockT, OccTable: occT, AuditTable: auditT,
-			Names: names, Goroutines: p.Goroutines, Duration: p.Duration, ScopeExpiry: p.ScopeExpiry,
-		})
-		elapsed := time.Since(started)
-		rep, err := checkAudit(db, auditT)
-		require.NoError(t, err)
-		stillHeld := heldNames(t, m, names)
-		busyOcc := countBusyOcc(t, db, occT)
+// TestTortureTiDB runs the same harness against a TiDB server when
+// LOCKMGR_TEST_TIDB_DSN names one (CI starts one: .ci/engines/tidb.sh).
+func TestTortureTiDB(t *testing.T) {
+	tortureMutualExclusion(t, tidbTarget(t))
+}
 
-		report(t, "torture", map[string]any{
-			"db": tg.Name, "procs": p.Procs, "goroutines": p.Goroutines, "names": p.Names,
-			"seconds": elapsed.Seconds(), "holds": rep.Holds, "holds_per_s": float64(rep.Holds) / elapsed.Seconds(),
-			"by_kind": stats.ByKind, "locked_answers": stats.Locked, "overlaps": rep.Overlaps,
-			"fence_backwards": rep.FenceBackwards, "lost": stats.Lost, "live_overlaps": stats.LiveOverlaps, "live_fence_backwards": stats.LiveFenceBack,
-			"unexpected_errors": stats.Unexpected, "harness_errors": stats.Harness,
-		})
-		assert.Zero(t, rep.Overlaps, "holds of one name overlapped: %v", rep.Examples)
-		assert.Zero(t, rep.FenceBackwards, "fences did not grow in hold order: %v", rep.Examples)
-		assert.Zero(t, stats.LiveOverlaps, "occupancy taken by another holder, seen live: %v", stats.Violations)
-		assert.Zero(t, stats.LiveFenceBack, "fence lower than the previous hold's, seen live: %v", stats.Violations)
-		assert.Zero(t, stats.Lost, "scopes lost without any fault")
-		assert.Empty(t, stats.Unexpected, "errors other than ErrLocked")
-		assert.Empty(t, stats.Harness, "the harness's own statements failed")
-		assert.Equal(t, int(stats.Holds), rep.Holds, "holds reported by workers vs audit rows")
-		assert.Empty(t, stillHeld, "names still locked after every holder released")
-		assert.Zero(t, busyOcc, "occupancy rows still taken after the run")
-		assert.Positive(t, rep.Holds)
-		assert.Positive(t, stats.Locked, "no contention: the harness did not test anything")
+// tidbTarget is the TiDB server LOCKMGR_TEST_TIDB_DSN names; the test is
+// skipped without one. TiDB is not in configuredTargets: only the tests
+// that call this run against it.
+func tidbTarget(t *testing.T) target {
+	dsn := os.Getenv("LOCKMGR_TEST_TIDB_DSN")
+	if dsn == "" {
+		t.Skip("set LOCKMGR_TEST_TIDB_DSN to run this against TiDB")
+	}
+	return target{Name: "tidb", Driver: "mysql", DSN: dsn}
+}
+
+func tortureMutualExclusion(t *testing.T, tg target) {
+	p := currentTortureParams()
+	db := mustOpen(t, tg)
+	lockT, occT, auditT := tableName("lock"), tableName("occ"), tableName("audit")
+	m := newManager(t, db, lockT)
+	names := make([]string, p.Names)
+	for i := range names {
+		names[i] = fmt.Sprintf("torture-%d", i)
+	}
+	require.NoError(t, createAuditTables(db, occT, auditT, names))
+	dropTables(t, db, occT, auditT)
+
+	started := time.Now()
+	stats := runTortureProcs(t, tg, p, tortureConfig{
+		Driver: tg.Driver, DSN: tg.DSN, LockTable: lockT, OccTable: occT, AuditTable: auditT,
+		Names: names, Goroutines: p.Goroutines, Duration: p.Duration, ScopeExpiry: p.ScopeExpiry,
 	})
+	elapsed := time.Since(started)
+	rep, err := checkAudit(db, auditT)
+	require.NoError(t, err)
+	stillHeld := heldNames(t, m, names)
+	busyOcc := countBusyOcc(t, db, occT)
+
+	report(t, "torture", map[string]any{
+		"db": tg.Name, "procs": p.Procs, "goroutines": p.Goroutines, "names": p.Names,
+		"seconds": elapsed.Seconds(), "holds": rep.Holds, "holds_per_s": float64(rep.Holds) / elapsed.Seconds(),
+		"by_kind": stats.ByKind, "locked_answers": stats.Locked, "overlaps": rep.Overlaps,
+		"fence_backwards": rep.FenceBackwards, "lost": stats.Lost, "live_overlaps": stats.LiveOverlaps, "live_fence_backwards": stats.LiveFenceBack,
+		"unexpected_errors": stats.Unexpected, "harness_errors": stats.Harness,
+	})
+	assert.Zero(t, rep.Overlaps, "holds of one name overlapped: %v", rep.Examples)
+	assert.Zero(t, rep.FenceBackwards, "fences did not grow in hold order: %v", rep.Examples)
+	assert.Zero(t, stats.LiveOverlaps, "occupancy taken by another holder, seen live: %v", stats.Violations)
+	assert.Zero(t, stats.LiveFenceBack, "fence lower than the previous hold's, seen live: %v", stats.Violations)
+	assert.Zero(t, stats.Lost, "scopes lost without any fault")
+	assert.Empty(t, stats.Unexpected, "errors other than ErrLocked")
+	assert.Empty(t, stats.Harness, "the harness's own statements failed")
+	assert.Equal(t, int(stats.Holds), rep.Holds, "holds reported by workers vs audit rows")
+	assert.Empty(t, stillHeld, "names still locked after every holder released")
+	assert.Zero(t, busyOcc, "occupancy rows still taken after the run")
+	assert.Positive(t, rep.Holds)
+	assert.Positive(t, stats.Locked, "no contention: the harness did not test anything")
 }
 
 // runTortureProcs starts p.Procs workers and sums their stats.

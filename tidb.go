@@ -1,0 +1,79 @@
+package lockmgr
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"gorm.io/gorm"
+)
+
+// errNotAcquired rolls back an acquisition that found the name held.
+var errNotAcquired = errors.New("lockmgr: not acquired")
+
+// acquireBumpingFence is TiDB's acquisition: in one transaction, raise the
+// name's fence bucket (dialect.fenceBump), then the conditional upsert that
+// takes its fence from the bucket, then the read-back by token. A held name
+// rolls the bump back. Inside a caller's transaction GORM makes this a
+// savepoint.
+func (m *Manager) acquireBumpingFence(ctx context.Context, v *values, dest ...any) (found bool, err error) {
+	err = m.conn(ctx).Transaction(func(tx *gorm.DB) error {
+		t := m.WithTx(tx)
+		if _, err := t.exec(ctx, m.d.fenceBump, v); err != nil {
+			return err
+		}
+		n, err := t.exec(ctx, m.d.acquire, v)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return errNotAcquired
+		}
+		found, err = t.query(ctx, m.d.readBack, v, dest...)
+		return err
+	})
+	if errors.Is(err, errNotAcquired) {
+		return false, nil
+	}
+	return found, err
+}
+
+// tidbSibling is the quoted name of a helper table next to the lock table.
+func (m *Manager) tidbSibling(suffix string) string {
+	if s := m.d.schema(m.tableName); s != nil {
+		return "`" + s.(string) + "`.`" + m.d.bareTable(m.tableName) + suffix + "`"
+	}
+	return "`" + m.tableName + suffix + "`"
+}
+
+// rebuildTiDBTable gives an existing table (one GORM or Django created)
+// byte-exact name and token columns on TiDB, which cannot alter the
+// collation of an indexed column (error 8200): it copies the rows into a
+// table made with lockmgr's own DDL and swaps the two in one RENAME. It
+// runs under the migration's GET_LOCK, which holds across every TiDB
+// server. Rows another process writes to the old table between the copy
+// and the swap are copied again after it (INSERT IGNORE); run the first
+// migration while nothing else writes the table.
+func (m *Manager) rebuildTiDBTable(db *gorm.DB, idx string) error {
+	newT, oldT := m.tidbSibling("_lmnew"), m.tidbSibling("_lmold")
+	cols := strings.Join(lockColumns, ", ")
+	for _, q := range []string{
+		"DROP TABLE IF EXISTS " + newT,
+		m.mysqlCreateTable(newT, idx),
+		"INSERT INTO " + newT + " (" + cols + ") SELECT " + cols + " FROM " + m.d.table,
+		"RENAME TABLE " + m.d.table + " TO " + oldT + ", " + newT + " TO " + m.d.table,
+		"INSERT IGNORE INTO " + m.d.table + " (" + cols + ") SELECT " + cols + " FROM " + oldT,
+		"DROP TABLE " + oldT,
+	} {
+		if err := db.Exec(q).Error; err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// migrateTiDBFences adds the high-water mark column that TiDB's
+// acquisitions raise (tidbFenceBump) to the fence buckets.
+func (m *Manager) migrateTiDBFences(db *gorm.DB) error {
+	return db.Exec("ALTER TABLE " + m.d.fenceTable + " ADD COLUMN IF NOT EXISTS hwm bigint NOT NULL DEFAULT 0").Error
+}
