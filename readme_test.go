@@ -23,8 +23,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The docs check: every Go code block in README.md, and in the package
-// comment in doc.go, must compile against the current API.
+// The docs check: every Go code block in README.md, in docs/*.md and in the
+// package comment in doc.go must compile against the current API.
 //
 //   - A block that starts with a package clause is a complete file and is
 //     compiled as it is.
@@ -34,12 +34,14 @@ import (
 //     of a file. Either way the file declares `ctx context.Context`,
 //     `db *gorm.DB` and `m *lockmgr.Manager`, which fragments use freely, and
 //     imports the packages the fragment names from a fixed table (knownImports).
-//   - A README block preceded by `<!-- example: ExampleName -->` must also be
-//     a verbatim excerpt of that Example function in example_test.go, so
-//     the README shows code that `go test` runs and checks the output of.
+//   - A Markdown block preceded by `<!-- example: ExampleName -->` must also
+//     be a verbatim excerpt of that Example function in example_test.go, so
+//     the docs show code that `go test` runs and checks the output of.
 //
-// Each block becomes a package in a temporary directory inside the module,
-// so the module's go.mod applies, and one `go vet` checks them all.
+// Each block becomes a package in a temporary directory inside the examples
+// module (docsModule), whose go.mod requires everything the docs import
+// (Prometheus too, which the library's own go.mod does not), and one
+// `go vet` checks them all. docs_test.go checks the docs' links.
 
 // knownImports maps the package names fragments may use to their paths.
 var knownImports = map[string]string{
@@ -76,18 +78,23 @@ var preamble = []struct{ name, typ string }{
 
 // codeBlock is one Go code block of the documentation.
 type codeBlock struct {
-	file    string // where it is: README.md or doc.go
+	file    string // where it is: README.md, docs/NAME.md or doc.go
 	line    int    // the line of its first line of code
 	code    string
 	example string // the Example it must be an excerpt of, if any
 }
 
+// docsModule is the directory of the module the docs' code is compiled in.
+const docsModule = "examples"
+
 func TestDocsCompile(t *testing.T) {
-	blocks := append(readmeBlocks(t), docBlocks(t)...)
+	blocks := append(markdownBlocks(t), docBlocks(t)...)
 	require.NotEmpty(t, blocks)
-	dir, err := os.MkdirTemp(".", "_readmecheck")
+	dir, err := os.MkdirTemp(docsModule, "_docscheck")
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	rel, err := filepath.Rel(docsModule, dir)
+	require.NoError(t, err)
 
 	type written struct {
 		block  codeBlock
@@ -101,11 +108,11 @@ func TestDocsCompile(t *testing.T) {
 			t.Errorf("the Go block at %s:%d does not parse: %v", b.file, b.line, err)
 			continue
 		}
-		sub := filepath.Join(dir, fmt.Sprintf("b%02d", i))
-		require.NoError(t, os.Mkdir(sub, 0o755))
-		require.NoError(t, os.WriteFile(filepath.Join(sub, "main.go"), src, 0o644))
-		files[filepath.ToSlash(filepath.Join(sub, "main.go"))] = written{b, offset}
-		pkgs = append(pkgs, "./"+filepath.ToSlash(sub))
+		sub := fmt.Sprintf("b%02d", i)
+		require.NoError(t, os.Mkdir(filepath.Join(dir, sub), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, sub, "main.go"), src, 0o644))
+		files[filepath.ToSlash(filepath.Join(rel, sub, "main.go"))] = written{b, offset}
+		pkgs = append(pkgs, "./"+filepath.ToSlash(filepath.Join(rel, sub)))
 	}
 	if len(pkgs) == 0 {
 		return
@@ -113,6 +120,7 @@ func TestDocsCompile(t *testing.T) {
 	goCmd, err := exec.LookPath("go")
 	require.NoError(t, err, "the docs check runs the go command")
 	cmd := exec.Command(goCmd, append([]string{"vet", "-unreachable=false"}, pkgs...)...)
+	cmd.Dir = docsModule
 	out, err := cmd.CombinedOutput()
 	if err == nil {
 		return
@@ -147,7 +155,7 @@ func TestDocsCompile(t *testing.T) {
 }
 
 func TestDocsAreGofmted(t *testing.T) {
-	for _, b := range append(readmeBlocks(t), docBlocks(t)...) {
+	for _, b := range append(markdownBlocks(t), docBlocks(t)...) {
 		formatted, err := format.Source([]byte(b.code))
 		if err != nil {
 			continue // TestDocsCompile reports it
@@ -161,57 +169,30 @@ func TestDocsAreGofmted(t *testing.T) {
 func TestReadmeExamplesAreExcerpts(t *testing.T) {
 	bodies := exampleBodies(t)
 	n := 0
-	for _, b := range readmeBlocks(t) {
+	readme := 0
+	for _, b := range markdownBlocks(t) {
 		if b.example == "" {
 			continue
 		}
 		n++
+		if b.file == "README.md" {
+			readme++
+		}
 		body, ok := bodies[b.example]
 		if !ok {
-			t.Errorf("README.md:%d: the block names %s, which example_test.go does not have", b.line, b.example)
+			t.Errorf("%s:%d: the block names %s, which example_test.go does not have", b.file, b.line, b.example)
 			continue
 		}
 		if !strings.Contains("\n"+body, "\n"+dedent(b.code)) {
-			t.Errorf("README.md:%d: the block is not a verbatim excerpt of %s in example_test.go:\n%s",
-				b.line, b.example, b.code)
+			t.Errorf("%s:%d: the block is not a verbatim excerpt of %s in example_test.go:\n%s",
+				b.file, b.line, b.example, b.code)
 		}
 	}
-	require.Positive(t, n, "README.md marks no block with <!-- example: … -->")
+	require.Positive(t, readme, "README.md marks no block with <!-- example: … -->")
+	require.Greater(t, n, readme, "docs/*.md mark no block with <!-- example: … -->")
 }
 
 var exampleMarker = regexp.MustCompile(`^<!--\s*example:\s*(\w+)\s*-->$`)
-
-// readmeBlocks returns the ```go blocks of README.md.
-func readmeBlocks(t *testing.T) []codeBlock {
-	t.Helper()
-	data, err := os.ReadFile("README.md")
-	require.NoError(t, err)
-	lines := strings.Split(string(data), "\n")
-	var out []codeBlock
-	for i := 0; i < len(lines); i++ {
-		if strings.TrimSpace(lines[i]) != "```go" {
-			continue
-		}
-		b := codeBlock{file: "README.md", line: i + 2}
-		for j := i - 1; j >= 0; j-- {
-			if s := strings.TrimSpace(lines[j]); s != "" {
-				if m := exampleMarker.FindStringSubmatch(s); m != nil {
-					b.example = m[1]
-				}
-				break
-			}
-		}
-		j := i + 1
-		for j < len(lines) && strings.TrimSpace(lines[j]) != "```" {
-			j++
-		}
-		require.Less(t, j, len(lines), "README.md:%d: a ```go block that never ends", i+1)
-		b.code = strings.Join(lines[i+1:j], "\n") + "\n"
-		out = append(out, b)
-		i = j
-	}
-	return out
-}
 
 // docBlocks returns the code blocks of the package comment in doc.go.
 func docBlocks(t *testing.T) []codeBlock {

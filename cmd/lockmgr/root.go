@@ -119,6 +119,7 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.BoolVar(&a.debug, "debug", false, "log every SQL statement, and lockmgr's lock events, on stderr")
 	root.AddCommand(a.listCommand(), a.setCommand(), a.clearCommand(), a.resetCommand(),
 		a.cleanCommand(), a.migrateCommand(), a.runCommand())
+	a.addVersion(root)
 	return root
 }
 

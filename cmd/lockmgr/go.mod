@@ -1,0 +1,38 @@
+// The lockmgr CLI is a module of its own so that the library's users do not
+// inherit cobra. It has no replace directive, because 'go install
+// github.com/gormlock/lockmgr/cmd/lockmgr@latest' refuses modules with one:
+// it requires the library release it ships with (tag both, see CHANGELOG.md),
+// and go.work at the repository root builds it against this checkout.
+// To tidy it: go mod edit -replace github.com/gormlock/lockmgr=../.. &&
+// go mod tidy && go mod edit -dropreplace github.com/gormlock/lockmgr
+module github.com/gormlock/lockmgr/cmd/lockmgr
+
+go 1.25.0
+
+require (
+	github.com/go-sql-driver/mysql v1.8.1
+	github.com/gormlock/lockmgr v0.1.0
+	github.com/spf13/cobra v1.10.2
+	github.com/stretchr/testify v1.12.1
+	go.uber.org/goleak v1.3.0
+	gorm.io/gorm v1.31.2
+)
+
+require (
+	filippo.io/edwards25519 v1.1.0 // indirect
+	github.com/inconshreveable/mousetrap v1.1.0 // indirect
+	github.com/jackc/pgpassfile v1.0.0 // indirect
+	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
+	github.com/jackc/pgx/v5 v5.10.0 // indirect
+	github.com/jackc/puddle/v2 v2.2.2 // indirect
+	github.com/jinzhu/inflection v1.0.0 // indirect
+	github.com/jinzhu/now v1.1.5 // indirect
+	github.com/mattn/go-sqlite3 v1.14.53 // indirect
+	github.com/spf13/pflag v1.0.9 // indirect
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
+	golang.org/x/sync v0.17.0 // indirect
+	golang.org/x/text v0.29.0 // indirect
+	gorm.io/driver/mysql v1.6.0 // indirect
+	gorm.io/driver/postgres v1.6.3 // indirect
+	gorm.io/driver/sqlite v1.6.0 // indirect
+)
