@@ -1,5 +1,7 @@
 package lockmgr
 
+import "context"
+
 // WithoutReturning returns a copy of m that acquires as it must on a
 // server without INSERT … RETURNING (MySQL 8), so that path can be tested
 // on MariaDB, which accepts the same SQL.
@@ -9,4 +11,9 @@ func WithoutReturning(m *Manager) *Manager {
 	srv.returning = false
 	c.d, _ = newDialect(m.d.kind, m.tableName, srv)
 	return &c
+}
+
+// FenceGaps is what the MySQL/MariaDB fencing of m's table lacks.
+func FenceGaps(m *Manager) ([]string, error) {
+	return m.mysqlFenceGaps(context.Background())
 }
