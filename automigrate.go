@@ -63,11 +63,7 @@ func (m *Manager) migrateSide(db *gorm.DB) error {
 	case "sqlite":
 		return m.migrateSQLiteFences(db)
 	case "mysql":
-		err := m.migrateMySQLFences(db)
-		if err == nil && m.d.srv.tidb {
-			err = m.migrateTiDBFences(db)
-		}
-		return err
+		return m.migrateMySQLFences(db)
 	}
 	return nil
 }
@@ -203,14 +199,60 @@ func (m *Manager) migrateSQLiteFences(db *gorm.DB) error {
 	return nil
 }
 
-// migrateMySQLFences creates <table>_fence: fenceBuckets rows that
-// acquisitions lock, by a hash of the name, before they read the clock for
-// a fence (see fragments.fenceLock).
+// migrateMySQLFences creates <table>_fence (fenceBuckets rows, each with
+// the high-water mark of the fences of the names that hash to it) and the
+// triggers that raise it (fenceTriggerDDL; TiDB has none and raises it in
+// the acquisition's own transaction, dialect.fenceBump), or completes what
+// an older lockmgr made (a table without hwm). Every step is idempotent
+// and safe when several processes, or several Galera nodes (whose DDL runs
+// in one total order), migrate at once: CREATE … IF NOT EXISTS, a column
+// added only when missing, rows added with INSERT IGNORE, and writes that
+// certification rolled back retried.
 func (m *Manager) migrateMySQLFences(db *gorm.DB) error {
-	f := m.d.fenceTable
-	if err := db.Exec("CREATE TABLE IF NOT EXISTS " + f + " (id int NOT NULL PRIMARY KEY)").Error; err != nil {
+	ctx := db.Statement.Context
+	if err := db.Exec("CREATE TABLE IF NOT EXISTS " + m.d.fenceTable +
+		" (id int NOT NULL PRIMARY KEY, hwm bigint NOT NULL DEFAULT 0)").Error; err != nil {
 		return err
 	}
+	if err := m.addFenceHWM(ctx, db); err != nil {
+		return err
+	}
+	if err := m.retrying(ctx, func() error { return m.seedFenceBuckets(db) }); err != nil {
+		return err
+	}
+	if !m.d.fenceTriggers {
+		return nil
+	}
+	for _, tr := range m.d.fenceTriggerDDL() {
+		if err := db.Exec(tr.ddl).Error; err != nil {
+			return fmt.Errorf("create trigger %s (needs the TRIGGER privilege; with binary logging on, "+
+				"also SUPER or log_bin_trust_function_creators=1): %w", tr.name, err)
+		}
+	}
+	return nil
+}
+
+// addFenceHWM adds hwm to a <table>_fence made before it existed and
+// raises each bucket's mark to the highest fence of its names, so fences
+// keep growing from rows written under the old design.
+func (m *Manager) addFenceHWM(ctx context.Context, db *gorm.DB) error {
+	has, err := m.mysqlHas(db, "COLUMNS", m.d.fenceBare(), "COLUMN_NAME = 'hwm'")
+	if err != nil || has {
+		return err
+	}
+	err = db.Exec("ALTER TABLE " + m.d.fenceTable + " ADD COLUMN hwm bigint NOT NULL DEFAULT 0").Error
+	if err != nil && !strings.Contains(err.Error(), "1060") { // 1060: another process added it first
+		return err
+	}
+	return m.retrying(ctx, func() error {
+		return db.Exec("UPDATE " + m.d.fenceTable + " f JOIN (SELECT CRC32(name) % " + fenceBuckets +
+			" AS id, MAX(fence) AS top FROM " + m.d.table + " GROUP BY 1) x ON f.id = x.id SET f.hwm = GREATEST(f.hwm, x.top)").Error
+	})
+}
+
+// seedFenceBuckets adds the bucket rows <table>_fence lacks.
+func (m *Manager) seedFenceBuckets(db *gorm.DB) error {
+	f := m.d.fenceTable
 	var n int64
 	if err := db.Raw("SELECT COUNT(*) FROM " + f).Scan(&n).Error; err != nil || n == 1024 {
 		return err
@@ -218,6 +260,54 @@ func (m *Manager) migrateMySQLFences(db *gorm.DB) error {
 	// 32 × 32 rows: recursive CTEs stop at 1000 iterations by default.
 	return db.Exec("INSERT IGNORE INTO " + f + " (id) WITH RECURSIVE s (n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM s WHERE n < 31) " +
 		"SELECT a.n * 32 + b.n FROM s a, s b").Error
+}
+
+// mysqlFenceGaps lists what MySQL/MariaDB fencing lacks on this table:
+// the <table>_fence table, its hwm column, bucket rows, or one of the
+// triggers; empty when complete. (For the first-use schema check.)
+func (m *Manager) mysqlFenceGaps(db *gorm.DB) ([]string, error) {
+	fence := m.d.fenceBare()
+	var gaps []string
+	has, err := m.mysqlHas(db, "TABLES", fence, "1 = 1")
+	if err != nil || !has {
+		return []string{"table " + fence}, err
+	}
+	if has, err = m.mysqlHas(db, "COLUMNS", fence, "COLUMN_NAME = 'hwm'"); err != nil {
+		return nil, err
+	} else if !has {
+		gaps = append(gaps, "column "+fence+".hwm")
+	}
+	var n int64
+	if err := db.Raw("SELECT COUNT(*) FROM " + m.d.fenceTable).Scan(&n).Error; err != nil {
+		return nil, err
+	} else if n != 1024 {
+		gaps = append(gaps, fmt.Sprintf("%s has %d of %s bucket rows", fence, n, fenceBuckets))
+	}
+	if !m.d.fenceTriggers {
+		return gaps, nil
+	}
+	for _, tr := range m.d.fenceTriggerDDL() {
+		var count int64
+		err := db.Raw(`SELECT COUNT(*) FROM information_schema.TRIGGERS
+			WHERE TRIGGER_SCHEMA = COALESCE(?, DATABASE()) AND TRIGGER_NAME = ?`, m.d.schema(m.tableName), tr.name).Scan(&count).Error
+		if err != nil {
+			return nil, err
+		}
+		if count == 0 {
+			gaps = append(gaps, "trigger "+tr.name)
+		}
+	}
+	return gaps, nil
+}
+
+// mysqlHas reports whether information_schema.<view> has a row for table
+// (in the lock table's schema) matching cond.
+func (m *Manager) mysqlHas(db *gorm.DB, view, table, cond string) (bool, error) {
+	var n int64
+	err := db.Raw("SELECT COUNT(*) FROM information_schema."+view+
+		" WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? AND "+cond,
+		m.d.schema(m.tableName), table).Scan(&n).Error
+	return n > 0, err
 }
 
 // Plugin is a gorm.Plugin: db.Use(lockmgr.NewPlugin()) migrates the lock

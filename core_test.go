@@ -74,6 +74,8 @@ func TestHotPathsAreOneStatement(t *testing.T) {
 			assert.Len(t, c.take(), 1, "%s runs one statement", what)
 			assert.Zero(t, c.begins.Load(), "%s runs no transaction", what)
 		}
+		// The first call checks the table, and asks a MariaDB server once
+		// whether it is a Galera node.
 		_, err := m.IsLocked(ctx, "warm-up")
 		require.NoError(t, err)
 		assert.NotEmpty(t, c.take(), "the first call checks the table")

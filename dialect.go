@@ -45,6 +45,9 @@ var argNames = map[string]argKey{
 type stmt struct {
 	sql  string
 	args []argKey
+	// synced is sql run with MariaDB Galera's causality checks (see
+	// galera.go); empty where the server cannot have them.
+	synced string
 }
 
 type values [numArgs]any
@@ -87,7 +90,10 @@ func (d *dialect) compile(tmpl string) stmt {
 type server struct {
 	returning     bool   // INSERT … RETURNING (MariaDB 10.5+); else acquire reads back by token
 	nameCollation string // binary NO PAD: byte-exact names
-	tidb          bool   // TiDB: fences from a written bucket high-water mark
+	tidb          bool   // TiDB: fences from a bucket high-water mark the acquisition writes
+	// mariadb: the server may be a Galera node (wsrep_sync_wait, SET
+	// STATEMENT … FOR); whether it is, is asked on first use (galera.go).
+	mariadb bool
 }
 
 // dialect is the compiled SQL of one database kind for one table.
@@ -103,7 +109,10 @@ type dialect struct {
 	// if unchanged (readUntil, casUntil).
 	addTimeInClient bool
 	table           string // quoted
-	fenceTable      string // quoted; SQLite's side table of the highest fence
+	fenceTable      string // quoted; the side table of the highest fences (SQLite, MySQL)
+	// fenceTriggers: MySQL's fences come from triggers on the lock table
+	// that keep <table>_fence's per-bucket high-water marks (fenceTriggerDDL).
+	fenceTriggers bool
 
 	acquire, release, releaseNotify, unlock, unlockNotify stmt
 	isLocked, renewMax, renewAdd, clean, reset, list      stmt
@@ -127,7 +136,8 @@ type fragments struct {
 	// acquisition that then waits for another's write of the name still
 	// reads a later clock than that one did, even if the row it wrote is
 	// deleted before this one is inserted. Empty on SQLite, whose write lock
-	// serialises whole statements.
+	// serialises whole statements, and on MySQL/MariaDB, whose triggers
+	// (fenceTriggerDDL) lock, and write, a bucket row instead.
 	fenceLock   string
 	micros      func(col string) string
 	greatest    string
@@ -159,11 +169,10 @@ var mysqlFragments = fragments{
 	quote: func(s string) string { return "`" + s + "`" },
 	now:   "UTC_TIMESTAMP(6)",
 	until: "DATE_ADD(UTC_TIMESTAMP(6), INTERVAL @micros MICROSECOND)",
-	// UTC_TIMESTAMP is the statement's start; SYSDATE is the moment of
-	// evaluation (after the bucket lock), in the session's zone, so its
-	// distance from NOW(6) is added to the UTC start.
-	fenceNow:  "TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6)) + TIMESTAMPDIFF(MICROSECOND, NOW(6), SYSDATE(6))",
-	fenceLock: " FROM {fences} WHERE id = CRC32(@name) % " + fenceBuckets + " FOR UPDATE",
+	// Only a floor: the BEFORE INSERT trigger raises the fence above its
+	// bucket's high-water mark (fenceTriggerDDL), which certification
+	// orders on Galera whatever a node's clock says.
+	fenceNow:  "TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6))",
 	micros:    func(c string) string { return "TIMESTAMPDIFF(MICROSECOND, '1970-01-01', " + c + ")" },
 	greatest:  "GREATEST",
 	addExpiry: func(b string) string { return "DATE_ADD(" + b + ", INTERVAL @micros MICROSECOND)" },
@@ -181,6 +190,7 @@ var mysqlFragments = fragments{
 var tidbFragments = func() fragments {
 	f := mysqlFragments
 	f.fenceNow = "hwm"
+	f.fenceLock = " FROM {fences} WHERE id = CRC32(@name) % " + fenceBuckets + " FOR UPDATE"
 	return f
 }()
 
@@ -224,11 +234,12 @@ func newDialect(kind, table string, srv server) (*dialect, error) {
 	fences := slices.Clone(parts)
 	fences[len(fences)-1] = f.quote(strings.Split(table, ".")[len(parts)-1] + "_fence")
 	d := &dialect{kind: kind, srv: srv, table: strings.Join(parts, "."), fenceTable: strings.Join(fences, "."), clientClock: kind == "sqlite",
-		renewViaLastInsertID: kind == "mysql", addTimeInClient: kind == "sqlite"}
+		renewViaLastInsertID: kind == "mysql", addTimeInClient: kind == "sqlite", fenceTriggers: kind == "mysql" && !srv.tidb}
 	d.build(f)
 	if srv.tidb {
 		d.fenceBump = d.compile(strings.ReplaceAll(tidbFenceBump, "{fences}", d.fenceTable))
 	}
+	d.addSynced()
 	return d, d.err
 }
 
@@ -301,6 +312,63 @@ func (d *dialect) acquireSQL(f fragments) string {
 // fenceBuckets is how many rows MySQL's <table>_fence holds: an acquisition
 // locks the one its name hashes to, as PostgreSQL's takes an advisory lock.
 const fenceBuckets = "1024" // = 32 × 32, see migrateMySQLFences
+
+// fenceTrigger is one of the triggers that give MySQL/MariaDB fences.
+type fenceTrigger struct {
+	name string // unquoted, without schema
+	ddl  string
+}
+
+// fenceTriggerDDL is how MySQL/MariaDB fences are made: a BEFORE INSERT
+// trigger on the lock table raises the high-water mark (hwm) of the
+// <table>_fence bucket the name hashes to, to GREATEST(hwm + 1, the
+// statement's clock reading), and makes that the row's fence. It fires
+// for every insertion attempt, also one that ON DUPLICATE KEY UPDATE then
+// turns into a takeover (whose VALUES(fence) sees the trigger's value) or
+// into nothing (the name is held: the mark still moves, which costs a
+// write but breaks nothing).
+//
+// On one server the bucket row's lock orders acquisitions, also across a
+// release that deletes the row. On Galera, which neither replicates nor
+// certifies read locks, the write does: two acquisitions of a bucket on
+// different nodes write the same row, so certification fails one (error
+// 1213, retried), and the later one has read the earlier's mark, whatever
+// the nodes' clocks say. Rows written by Django (fence 0) or by an older
+// lockmgr (a clock reading) are taken over with GREATEST(fence + 1,
+// VALUES(fence)). There is deliberately no UPDATE trigger: any UPDATE
+// trigger on the table makes MariaDB report insert id 0 for the renewal's
+// LAST_INSERT_ID(expr), which is how the new expiry comes back.
+func (d *dialect) fenceTriggerDDL() []fenceTrigger {
+	bucket := " WHERE id = CRC32(NEW.name) % " + fenceBuckets
+	name := d.sideName("_fence_bi")
+	return []fenceTrigger{{name: name, ddl: "CREATE TRIGGER IF NOT EXISTS " + d.qualify(name) +
+		" BEFORE INSERT ON " + d.table + " FOR EACH ROW BEGIN " +
+		"UPDATE " + d.fenceTable + " SET hwm = GREATEST(hwm + 1, NEW.fence)" + bucket + "; " +
+		"SET NEW.fence = COALESCE((SELECT hwm FROM " + d.fenceTable + bucket + "), NEW.fence); END"}}
+}
+
+// sideName names a structure of the lock table's own: <table><suffix>,
+// shortened with a hash of the table's name past MySQL's 64 characters.
+func (d *dialect) sideName(suffix string) string {
+	bare := d.bareTable(strings.ReplaceAll(d.table, "`", ""))
+	if len(bare)+len(suffix) <= 64 {
+		return bare + suffix
+	}
+	return fmt.Sprintf("%s_%08x%s", bare[:64-len(suffix)-9], crc32.ChecksumIEEE([]byte(d.table)), suffix)
+}
+
+// fenceBare is the fence table's name without schema or quotes.
+func (d *dialect) fenceBare() string {
+	return d.bareTable(strings.ReplaceAll(d.fenceTable, "`", ""))
+}
+
+// qualify quotes name in the lock table's schema, if it names one.
+func (d *dialect) qualify(name string) string {
+	if i := strings.LastIndex(d.table, "."); i >= 0 {
+		return d.table[:i+1] + "`" + name + "`"
+	}
+	return "`" + name + "`"
+}
 
 // acquired lists what an acquisition reads back: the token (the caller's
 // own if it won), the fence, the expiry and the acquisition time.

@@ -1,5 +1,7 @@
 package lockmgr
 
+import "context"
+
 // WithoutReturning returns a copy of m that acquires as it must on a
 // server without INSERT … RETURNING (MySQL 8), so that path can be tested
 // on MariaDB, which accepts the same SQL.
@@ -13,3 +15,8 @@ func WithoutReturning(m *Manager) *Manager {
 
 // EngineProblem is engineProblem, for the engine refusal tests.
 var EngineProblem = engineProblem
+
+// FenceGaps is what the MySQL/MariaDB fencing of m's table lacks.
+func FenceGaps(m *Manager) ([]string, error) {
+	return m.mysqlFenceGaps(m.conn(context.Background()))
+}

@@ -22,7 +22,8 @@ type Manager struct {
 	notifier  Notifier
 	channel   string
 	inTx      bool
-	schema    *schemaState // shared with copies: see schema.go
+	schema    *schemaState  // shared with copies: see schema.go
+	cluster   *clusterProbe // is the server a Galera node (galera.go)
 }
 
 // New returns a Manager for the lock table of db (DefaultTable unless
@@ -53,7 +54,8 @@ func New(db *gorm.DB, opts ...Option) (*Manager, error) {
 	}
 	m := &Manager{
 		db: session(db, d), d: d, tableName: s.table,
-		owner: s.owner, logger: s.logger, hooks: s.hooks, notifier: s.notifier, schema: newSchemaState(),
+		owner: s.owner, logger: s.logger, hooks: s.hooks, notifier: s.notifier,
+		schema: newSchemaState(), cluster: &clusterProbe{},
 	}
 	if m.notifier != nil && kind == "postgres" {
 		m.channel = m.notifier.Channel(s.table)
@@ -79,6 +81,7 @@ func mysqlServer(db *gorm.DB, kind string) server {
 	var major, minor int
 	_, _ = fmt.Sscanf(version, "%d.%d", &major, &minor)
 	srv.returning = major > 10 || major == 10 && minor >= 5
+	srv.mariadb = true
 	return srv
 }
 
@@ -99,16 +102,26 @@ func (m *Manager) conn(ctx context.Context) *gorm.DB {
 	return m.db.WithContext(ctx)
 }
 
+// run runs op, one statement or one transaction of lockmgr's own, once
+// the table is ready (guard, schema.go), repeating a run the database
+// rolled back (retrying, galera.go).
+func (m *Manager) run(ctx context.Context, op func() error) error {
+	return m.guard(ctx, func() error { return m.retrying(ctx, op) })
+}
+
 // query runs s and scans its first row into dest; found is false when it
 // returned no row.
 func (m *Manager) query(ctx context.Context, s stmt, v *values, dest ...any) (found bool, err error) {
-	err = m.guard(ctx, func() error {
+	err = m.run(ctx, func() error {
 		found, err = m.queryOnce(ctx, s, v, dest...)
 		return err
 	})
 	return found, err
 }
 
+// queryOnce is one run of query. An error can come after the row (on
+// Galera, certification fails at the end of an INSERT … RETURNING), so
+// rows.Close's error is returned too.
 func (m *Manager) queryOnce(ctx context.Context, s stmt, v *values, dest ...any) (found bool, err error) {
 	rows, err := m.raw(ctx, s, v).Rows()
 	if err != nil {
@@ -126,8 +139,8 @@ func (m *Manager) queryOnce(ctx context.Context, s stmt, v *values, dest ...any)
 
 // exec runs s and returns how many rows it changed.
 func (m *Manager) exec(ctx context.Context, s stmt, v *values) (n int64, err error) {
-	err = m.guard(ctx, func() error {
-		res := m.conn(ctx).Exec(s.sql, s.bind(v)...)
+	err = m.run(ctx, func() error {
+		res := m.conn(ctx).Exec(m.text(ctx, s), s.bind(v)...)
 		n = res.RowsAffected
 		return res.Error
 	})
@@ -143,7 +156,7 @@ const writeSetting = "gorm:db_resolver:write"
 // marked for the primary, as session() explains (a write goes there
 // anyway).
 func (m *Manager) raw(ctx context.Context, s stmt, v *values) *gorm.DB {
-	tx := m.db.Raw(s.sql, s.bind(v)...)
+	tx := m.db.Raw(m.text(ctx, s), s.bind(v)...)
 	tx.Statement.Context = ctx
 	tx.Statement.Settings.Store(writeSetting, struct{}{})
 	return tx
@@ -207,7 +220,7 @@ func (m *Manager) tryAcquire(ctx context.Context, name string, c *lockConfig, st
 	if m.d.clientClock {
 		dest = dest[:2]
 	}
-	found, err := m.runAcquire(ctx, &v, dest...)
+	found, err := m.runAcquireOnce(ctx, &v, dest...)
 	if err != nil {
 		return nil, fmt.Errorf("lockmgr: acquire %q: %w", name, err)
 	}
@@ -222,23 +235,12 @@ func (m *Manager) tryAcquire(ctx context.Context, name string, c *lockConfig, st
 	return l, nil
 }
 
-// runAcquire runs the acquisition and reads back the row as it stands.
-// Without RETURNING (MySQL 8) a second statement reads it back by token;
-// an unchanged row (0 affected) means the name is held.
-func (m *Manager) runAcquire(ctx context.Context, v *values, dest ...any) (bool, error) {
-	for attempt := 1; ; attempt++ {
-		found, err := m.runAcquireOnce(ctx, v, dest...)
-		if attempt == maxAcquireAttempts || !m.d.retryable(err, m.inTx) || sleep(ctx, jitter(minBackoff)) != nil {
-			return found, err
-		}
-	}
-}
-
-// maxAcquireAttempts bounds the retries of an acquisition the database
-// rolled back to break a deadlock (InnoDB does that to a statement that
-// races a release), which a fresh attempt gets past.
-const maxAcquireAttempts = 5
-
+// runAcquireOnce runs the acquisition and reads back the row as it stands;
+// query and exec repeat a statement the database rolled back (InnoDB
+// breaks deadlocks of a statement racing a release; Galera fails the later
+// of two conflicting writes on different nodes). Without RETURNING (MySQL
+// 8) a second statement reads the row back by token; an unchanged row (0
+// affected) means the name is held.
 func (m *Manager) runAcquireOnce(ctx context.Context, v *values, dest ...any) (bool, error) {
 	if m.d.fenceBump.sql != "" {
 		return m.acquireBumpingFence(ctx, v, dest...)

@@ -138,6 +138,9 @@ func (d *dialect) statements() map[string]bool {
 		if s.sql != "" {
 			known[s.sql] = true
 		}
+		if s.synced != "" {
+			known[s.synced] = true
+		}
 	}
 	return known
 }

@@ -82,7 +82,10 @@ func (m *Manager) runRenew(ctx context.Context, s stmt, v *values) (until any, f
 		return until, found, err
 	}
 	res := gorm.WithResult()
-	if err := m.guard(ctx, func() error { return m.conn(ctx).Clauses(res).Exec(s.sql, s.bind(v)...).Error }); err != nil {
+	err = m.run(ctx, func() error {
+		return m.conn(ctx).Clauses(res).Exec(m.text(ctx, s), s.bind(v)...).Error
+	})
+	if err != nil {
 		return nil, false, err
 	}
 	id, err := res.Result.LastInsertId()

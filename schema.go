@@ -252,6 +252,10 @@ func (m *Manager) columns(db *gorm.DB) (map[string]column, error) {
 
 // sidePresent reports whether the side tables and triggers exist.
 func (m *Manager) sidePresent(db *gorm.DB) (bool, error) {
+	if m.d.kind == "mysql" {
+		gaps, err := m.mysqlFenceGaps(db)
+		return len(gaps) == 0, err
+	}
 	names := m.sideNames()
 	if len(names) == 0 {
 		return true, nil

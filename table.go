@@ -24,22 +24,27 @@ func (m *Manager) RenewLock(ctx context.Context, name string, opts ...LockOption
 		return nil, err
 	}
 	var out *Lock
-	err = m.transaction(ctx, func(tx *Manager) error {
-		rows, err := tx.lockRows(ctx, []string{name})
-		if err != nil {
-			return err
-		}
-		if r, ok := rows[name]; ok && r.live {
-			out, err = tx.renewToken(ctx, r.lock, &c)
-			return err
-		}
-		if !flag(c.create, false) {
-			return fmt.Errorf("%w: %q (renew with Create to create it)", ErrLockNotFound, name)
-		}
-		out, err = tx.tryAcquire(ctx, name, &c, time.Now())
-		return err
+	err = m.retrying(ctx, func() error { // a transaction the database rolled back is retried whole
+		return m.transaction(ctx, func(tx *Manager) error { return tx.renewLockOnce(ctx, name, &c, &out) })
 	})
 	return out, err
+}
+
+// renewLockOnce is RenewLock's transaction.
+func (m *Manager) renewLockOnce(ctx context.Context, name string, c *lockConfig, out **Lock) error {
+	rows, err := m.lockRows(ctx, []string{name})
+	if err != nil {
+		return err
+	}
+	if r, ok := rows[name]; ok && r.live {
+		*out, err = m.renewToken(ctx, r.lock, c)
+		return err
+	}
+	if !flag(c.create, false) {
+		return fmt.Errorf("%w: %q (renew with Create to create it)", ErrLockNotFound, name)
+	}
+	*out, err = m.tryAcquire(ctx, name, c, time.Now())
+	return err
 }
 
 // CleanLocks deletes the rows of expired locks and returns how many it
@@ -59,8 +64,8 @@ func (m *Manager) List(ctx context.Context) ([]Lock, error) {
 	var v values
 	m.d.fill(&v, 0)
 	var out []Lock
-	err := m.guard(ctx, func() error {
-		rows, err := m.conn(ctx).Raw(m.d.list.sql, m.d.list.bind(&v)...).Rows()
+	err := m.run(ctx, func() error {
+		rows, err := m.conn(ctx).Raw(m.text(ctx, m.d.list), m.d.list.bind(&v)...).Rows()
 		if err != nil {
 			return err
 		}
@@ -92,8 +97,8 @@ func (m *Manager) Get(ctx context.Context, name string) (*Lock, error) {
 	m.d.fill(&v, 0)
 	v[aName] = name
 	var l *Lock
-	err := m.guard(ctx, func() error {
-		rows, err := m.conn(ctx).Raw(m.d.get.sql, m.d.get.bind(&v)...).Rows()
+	err := m.run(ctx, func() error {
+		rows, err := m.conn(ctx).Raw(m.text(ctx, m.d.get), m.d.get.bind(&v)...).Rows()
 		if err != nil {
 			return err
 		}
@@ -153,6 +158,9 @@ func (m *Manager) lockRows(ctx context.Context, names []string) (map[string]lock
 	var v values
 	m.d.fill(&v, 0)
 	out := make(map[string]lockedRow, len(names))
+	if err := m.catchUp(ctx); err != nil {
+		return nil, err
+	}
 	for len(names) > 0 {
 		chunk := names[:min(len(names), 1000)]
 		names = names[len(chunk):]

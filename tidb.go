@@ -17,20 +17,23 @@ var errNotAcquired = errors.New("lockmgr: not acquired")
 // rolls the bump back. Inside a caller's transaction GORM makes this a
 // savepoint.
 func (m *Manager) acquireBumpingFence(ctx context.Context, v *values, dest ...any) (found bool, err error) {
-	err = m.conn(ctx).Transaction(func(tx *gorm.DB) error {
-		t := m.WithTx(tx)
-		if _, err := t.exec(ctx, m.d.fenceBump, v); err != nil {
+	err = m.retrying(ctx, func() error { // a transaction the database rolled back is retried whole
+		found = false
+		return m.conn(ctx).Transaction(func(tx *gorm.DB) error {
+			t := m.WithTx(tx)
+			if _, err := t.exec(ctx, m.d.fenceBump, v); err != nil {
+				return err
+			}
+			n, err := t.exec(ctx, m.d.acquire, v)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				return errNotAcquired
+			}
+			found, err = t.query(ctx, m.d.readBack, v, dest...)
 			return err
-		}
-		n, err := t.exec(ctx, m.d.acquire, v)
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return errNotAcquired
-		}
-		found, err = t.query(ctx, m.d.readBack, v, dest...)
-		return err
+		})
 	})
 	if errors.Is(err, errNotAcquired) {
 		return false, nil
@@ -70,10 +73,4 @@ func (m *Manager) rebuildTiDBTable(db *gorm.DB, idx string) error {
 		}
 	}
 	return nil
-}
-
-// migrateTiDBFences adds the high-water mark column that TiDB's
-// acquisitions raise (tidbFenceBump) to the fence buckets.
-func (m *Manager) migrateTiDBFences(db *gorm.DB) error {
-	return db.Exec("ALTER TABLE " + m.d.fenceTable + " ADD COLUMN IF NOT EXISTS hwm bigint NOT NULL DEFAULT 0").Error
 }

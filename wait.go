@@ -21,10 +21,17 @@ const (
 func (m *Manager) acquire(ctx context.Context, name string, c *lockConfig) (*Lock, time.Time, error) {
 	start := time.Now()
 	l, err := m.tryAcquire(ctx, name, c, start)
-	if c.wait <= 0 || !errors.Is(err, ErrLocked) {
+	if c.wait <= 0 || !m.waitable(err) {
 		return l, start, err
 	}
 	return m.waitAcquire(ctx, name, c, start)
+}
+
+// waitable reports an attempt that Wait tries again: the name was held,
+// or the database kept rolling the attempt back (a deadlock, a Galera
+// certification conflict), which a later attempt gets past.
+func (m *Manager) waitable(err error) bool {
+	return errors.Is(err, ErrLocked) || m.d.retryable(err, m.inTx)
 }
 
 // waitAcquire sleeps with jittered exponential backoff between attempts,
@@ -56,7 +63,7 @@ func (m *Manager) waitAcquire(ctx context.Context, name string, c *lockConfig, s
 		if err != nil && ctx.Err() != nil {
 			return nil, time.Time{}, errors.Join(heldError(name), context.Cause(ctx))
 		}
-		if !errors.Is(err, ErrLocked) {
+		if !m.waitable(err) {
 			return l, sent, err
 		}
 	}

@@ -1,0 +1,125 @@
+package lockmgr
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// MariaDB Galera Cluster. Every node takes writes; a transaction runs on
+// its node and is certified against the others' at commit, which fails the
+// later of two that wrote the same row (error 1213, "Deadlock found").
+// Nodes apply each other's transactions a little later, so a statement on
+// one node may not yet see a lock taken on another. lockmgr deals with
+// both itself:
+//
+//   - every lock statement on a Galera node runs as SET STATEMENT
+//     wsrep_sync_wait=7 FOR …: the node first applies what the cluster had
+//     committed when the statement arrived (reads, UPDATE/DELETE, INSERT);
+//   - single statements the cluster rolled back (1213, and 1205 lock wait
+//     timeouts) are run again: each is safe to repeat, since a rolled-back
+//     attempt changed nothing (retrying, below);
+//   - fences come from a bucket row that acquisitions write (see
+//     fenceTriggerDDL), which certification orders across nodes.
+//
+// Whether a MariaDB server is a Galera node is asked once per Manager, on
+// first use; a MySQL 8 or TiDB server is never asked and never sent
+// wsrep settings, and a MariaDB server that is not a Galera node runs the
+// plain statements.
+
+// syncWaitPrefix makes one statement wait until its node has applied what
+// the cluster committed before it: 1 (reads) + 2 (UPDATE, DELETE) + 4
+// (INSERT, REPLACE).
+const syncWaitPrefix = "SET STATEMENT wsrep_sync_wait=7 FOR "
+
+// addSynced sets the Galera form of every statement of a MariaDB dialect.
+func (d *dialect) addSynced() {
+	if d.kind != "mysql" || !d.srv.mariadb {
+		return
+	}
+	for _, s := range []*stmt{&d.acquire, &d.release, &d.unlock, &d.isLocked, &d.renewMax, &d.renewAdd,
+		&d.clean, &d.reset, &d.list, &d.readBack, &d.get} {
+		if s.sql != "" {
+			s.synced = syncWaitPrefix + s.sql
+		}
+	}
+}
+
+// Cluster probe states.
+const (
+	clusterUnknown int32 = iota
+	clusterNo
+	clusterGalera
+)
+
+// clusterProbe remembers whether the server is a Galera node; a Manager
+// and its WithTx copies share one.
+type clusterProbe struct{ state atomic.Int32 }
+
+// onGalera reports whether m's server is a Galera node with replication
+// on, asking it the first time. A failed question is asked again next
+// time; meanwhile the plain statements run.
+func (m *Manager) onGalera(ctx context.Context) bool {
+	if m.cluster == nil || !m.d.srv.mariadb {
+		return false
+	}
+	switch m.cluster.state.Load() {
+	case clusterNo:
+		return false
+	case clusterGalera:
+		return true
+	}
+	var on *int64
+	err := m.conn(ctx).Raw("SELECT @@wsrep_on").Scan(&on).Error
+	switch {
+	case err != nil && strings.Contains(err.Error(), "1193"): // unknown variable: built without wsrep
+		m.cluster.state.Store(clusterNo)
+	case err != nil:
+		return false
+	case on != nil && *on == 1:
+		m.cluster.state.Store(clusterGalera)
+	default:
+		m.cluster.state.Store(clusterNo)
+	}
+	return m.cluster.state.Load() == clusterGalera
+}
+
+// text is the SQL to send for s: its Galera form on a Galera node.
+func (m *Manager) text(ctx context.Context, s stmt) string {
+	if s.synced != "" && m.onGalera(ctx) {
+		return s.synced
+	}
+	return s.sql
+}
+
+// catchUp makes a Galera node apply what the cluster has committed before
+// a transaction reads rows with builder queries (lockRows), which cannot
+// carry SET STATEMENT; it is a no-op elsewhere.
+func (m *Manager) catchUp(ctx context.Context) error {
+	if !m.onGalera(ctx) {
+		return nil
+	}
+	return m.conn(ctx).Exec(syncWaitPrefix + "SELECT 1").Error
+}
+
+// maxStatementAttempts bounds the runs of one statement that the database
+// keeps rolling back: deadlocks InnoDB breaks (a statement racing a
+// release) and, on Galera, certification conflicts with another node.
+const maxStatementAttempts = 12
+
+// retrying runs fn, and runs it again, after a jittered backoff, while it
+// fails with an error the database rolled back (dialect.retryable), up to
+// maxStatementAttempts times or until ctx ends. fn must be safe to repeat:
+// one statement or one whole transaction of lockmgr's own. Inside a
+// transaction nothing is repeated: the database aborted all of it (MySQL)
+// or refuses further statements (PostgreSQL); its owner retries it whole.
+func (m *Manager) retrying(ctx context.Context, fn func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		if m.inTx || attempt == maxStatementAttempts || !m.d.retryable(err, false) ||
+			sleep(ctx, jitter(min(minBackoff<<attempt, 100*time.Millisecond))) != nil {
+			return err
+		}
+	}
+}
