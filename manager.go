@@ -91,7 +91,7 @@ func (m *Manager) Table() string { return m.tableName }
 // it. Multi-statement calls (RenewLock, SetLock) use a savepoint in it.
 func (m *Manager) WithTx(tx *gorm.DB) *Manager {
 	c := *m
-	c.db = tx.Session(&gorm.Session{NewDB: true})
+	c.db = txSession(tx)
 	c.inTx = true
 	return &c
 }
