@@ -1,5 +1,12 @@
 package lockmgr
 
+import (
+	"context"
+	"database/sql"
+
+	"gorm.io/gorm"
+)
+
 // WithoutReturning returns a copy of m that acquires as it must on a
 // server without INSERT … RETURNING (MySQL 8), so that path can be tested
 // on MariaDB, which accepts the same SQL.
@@ -8,5 +15,24 @@ func WithoutReturning(m *Manager) *Manager {
 	srv := m.d.srv
 	srv.returning = false
 	c.d, _ = newDialect(m.d.kind, m.tableName, srv)
+	return &c
+}
+
+// WithPreparation returns a copy of m whose statements are prepared (on)
+// or not, for A/B measurements.
+func WithPreparation(m *Manager, on bool) *Manager {
+	c := *m
+	s := m.db.Session(&gorm.Session{NewDB: true, Context: context.Background()})
+	switch p := m.db.Statement.ConnPool.(type) {
+	case *preparedPool:
+		if !on {
+			s.Statement.ConnPool = p.db
+		}
+	case *sql.DB:
+		if on {
+			s.Statement.ConnPool = &preparedPool{db: p, known: m.d.statements()}
+		}
+	}
+	c.db = s
 	return &c
 }

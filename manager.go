@@ -23,6 +23,8 @@ type Manager struct {
 	notifier  Notifier
 	channel   string
 	inTx      bool
+	// notifyWarned is when the Manager last logged a failing notifier.
+	notifyWarned *notifierWarned
 }
 
 // New returns a Manager for the lock table of db (DefaultTable unless
@@ -50,6 +52,7 @@ func New(db *gorm.DB, opts ...Option) (*Manager, error) {
 	m := &Manager{
 		db: session(db, d), d: d, tableName: s.table,
 		owner: s.owner, logger: s.logger, hooks: s.hooks, notifier: s.notifier,
+		notifyWarned: new(notifierWarned),
 	}
 	if m.notifier != nil && kind == "postgres" {
 		m.channel = m.notifier.Channel(s.table)

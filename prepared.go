@@ -141,7 +141,7 @@ func session(db *gorm.DB, d *dialect) *gorm.DB {
 	if inner, ok := unprepared(db.Statement.ConnPool); ok {
 		s.Statement.ConnPool = inner
 	}
-	if sqlDB, ok := s.Statement.ConnPool.(*sql.DB); ok && prepares(db, d.kind) {
+	if sqlDB, ok := s.Statement.ConnPool.(*sql.DB); ok && prepares(db.Dialector, d.kind) {
 		s.Statement.ConnPool = &preparedPool{db: sqlDB, known: d.statements()}
 	}
 	return s
@@ -162,12 +162,12 @@ func unprepared(p gorm.ConnPool) (inner gorm.ConnPool, ok bool) {
 // prepares reports whether lockmgr prepares its statements on db: on
 // SQLite, and on MySQL unless the DSN asks for client-side interpolation
 // (read from gorm.io/driver/mysql's parsed DSN, without importing it).
-func prepares(db *gorm.DB, kind string) bool {
+func prepares(dialector gorm.Dialector, kind string) bool {
 	switch kind {
 	case "sqlite":
 		return true
 	case "mysql":
-		return !interpolates(db.Dialector)
+		return !interpolates(dialector)
 	default:
 		return false
 	}

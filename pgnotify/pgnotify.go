@@ -89,8 +89,13 @@ func (l *Listener) Close() error {
 	}
 	l.cancel()
 	<-l.done
+	l.mu.Lock()
+	l.problem = errClosed
+	l.mu.Unlock()
 	return nil
 }
+
+var errClosed = fmt.Errorf("%w: the listener is closed", ErrNotDelivered)
 
 // Channel is the NOTIFY channel releases of table are announced on:
 // "lockmgr_" + table, or a hash of it when that would exceed PostgreSQL's
@@ -285,9 +290,10 @@ func (l *Listener) healthy() {
 }
 
 // Err returns why the listener is not receiving notifications now (it
-// cannot connect, or its own probe did not come back and it is
-// reconnecting), or nil while notifications arrive. An error that stops
-// delivery matches ErrNotDelivered.
+// cannot connect, its own probe did not come back and it is reconnecting,
+// or it is closed), or nil while notifications arrive. A Manager with a
+// logger logs it when a waiter starts waiting. Errors of delivery (not of
+// connection) match ErrNotDelivered.
 func (l *Listener) Err() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()

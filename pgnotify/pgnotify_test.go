@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"log/slog"
 	"net/url"
 	"os"
 	"testing"
@@ -162,11 +163,16 @@ func TestListenThroughSessionPooler(t *testing.T) {
 // leaves waiters on their backoff, not asleep, and the Manager's logger
 // hears of it.
 func TestWaiterFallsBackWhenListenerFails(t *testing.T) {
-	_, db, m, l, table := setup(t)
+	_, db, _, l, table := setup(t)
 	ctx := t.Context()
-	_, err := m.GetLock(ctx, "job")
+	var logs pgnotify.SyncBuffer
+	m, err := lockmgr.New(db, lockmgr.WithTable(table), lockmgr.WithNotifier(l),
+		lockmgr.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	require.NoError(t, err)
+	_, err = m.GetLock(ctx, "job")
 	require.NoError(t, err)
 	require.NoError(t, l.Close()) // stops receiving; waiters must not depend on it
+	require.ErrorIs(t, l.Err(), pgnotify.ErrNotDelivered)
 	got := make(chan time.Time, 1)
 	go func() {
 		_, err := m.GetLock(ctx, "job", lockmgr.Wait(30*time.Second))
@@ -182,4 +188,5 @@ func TestWaiterFallsBackWhenListenerFails(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the waiter never got the lock")
 	}
+	assert.Contains(t, logs.String(), "notifier is not delivering", "the Manager's logger hears of it")
 }
