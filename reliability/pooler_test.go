@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -64,7 +65,18 @@ func poolerCycles() int {
 // no two holders may overlap.
 func TestPoolerWorkload(t *testing.T) {
 	dsn := poolerDSN(t)
-	for _, mode := range []string{"simple_protocol", "exec", "cache_describe"} {
+	modes, appPool := []string{"simple_protocol", "exec", "cache_describe"}, 20
+	// For measurements: other exec modes (e.g. cache_statement, pgx's
+	// default, which fails behind a transaction pooler whatever lockmgr
+	// does) and another application pool size (≤ the pooler's for session
+	// pooling).
+	if s := os.Getenv("LOCKMGR_POOLER_MODES"); s != "" {
+		modes = strings.Split(s, ",")
+	}
+	if n, err := strconv.Atoi(os.Getenv("LOCKMGR_POOLER_APP_POOL")); err == nil && n > 0 {
+		appPool = n
+	}
+	for _, mode := range modes {
 		for _, prep := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/PrepareStmt=%v", mode, prep), func(t *testing.T) {
 				db, err := gorm.Open(postgres.Open(withParam(t, dsn, "default_query_exec_mode", mode)),
@@ -72,7 +84,7 @@ func TestPoolerWorkload(t *testing.T) {
 				require.NoError(t, err)
 				sqlDB, err := db.DB()
 				require.NoError(t, err)
-				sqlDB.SetMaxOpenConns(20) // more clients than the pooler's 5 server connections
+				sqlDB.SetMaxOpenConns(appPool) // by default more clients than the pooler's 5 server connections
 				t.Cleanup(func() { _ = sqlDB.Close() })
 				m := newManager(t, db, tableName("pool"))
 				res := runPoolerWorkload(t.Context(), m, 16, poolerCycles())
