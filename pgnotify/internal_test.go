@@ -3,6 +3,7 @@ package pgnotify
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"os"
 	"sync"
 	"testing"
@@ -11,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"log/slog"
 )
 
 // TestProbeNoticesStoppedListening makes the listener's connection quietly
@@ -96,4 +96,30 @@ func TestProbeRefusesTransactionPooler(t *testing.T) {
 	require.ErrorIs(t, err, ErrNotDelivered)
 	assert.Contains(t, err.Error(), "did not arrive within 2s")
 	assert.Less(t, time.Since(start), 15*time.Second)
+}
+
+// TestProbeKeepsAHealthyConnection: probes every 100 ms on a direct
+// connection all come back; the listener never reconnects.
+func TestProbeKeepsAHealthyConnection(t *testing.T) {
+	dsn := os.Getenv("LOCKMGR_TEST_POSTGRES_DSN")
+	if dsn == "" {
+		t.Skip("LOCKMGR_TEST_POSTGRES_DSN is not set: pgnotify needs PostgreSQL")
+	}
+	var logs syncBuffer
+	l, err := Listen(t.Context(), dsn, WithProbe(100*time.Millisecond, 5*time.Second),
+		WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	require.NoError(t, err)
+	defer l.Close()
+	var conns sync.Map
+	l.mu.Lock()
+	l.onListen = func(c *pgx.Conn) { conns.Store(c, true) }
+	l.mu.Unlock()
+	stop := l.Subscribe("lockmgr_probe_healthy", func(string) {})
+	defer stop()
+	time.Sleep(2 * time.Second)
+	assert.NoError(t, l.Err())
+	assert.Empty(t, logs.String(), "no problem logged")
+	n := 0
+	conns.Range(func(any, any) bool { n++; return true })
+	assert.Equal(t, 1, n, "one connection throughout")
 }
