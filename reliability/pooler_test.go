@@ -88,8 +88,8 @@ func TestPoolerWorkload(t *testing.T) {
 				t.Cleanup(func() { _ = sqlDB.Close() })
 				m := newManager(t, db, tableName("pool"))
 				res := runPoolerWorkload(t.Context(), m, 16, poolerCycles())
-				report(t, "pooler", map[string]any{"exec_mode": mode, "prepare_stmt": prep,
-					"cycles": res.cycles, "locks": res.locks, "errors": res.errors, "overlaps": len(res.overlaps)})
+				report(t, "pooler", map[string]any{"exec_mode": mode, "prepare_stmt": prep, "cycles": res.cycles,
+					"locks": res.locks, "errors_by_call": res.byCall(), "errors": res.errors, "overlaps": len(res.overlaps)})
 				assert.Empty(t, res.errors, "no call fails through the pooler")
 				assert.Empty(t, res.overlaps)
 				assert.Equal(t, res.cycles, res.locks, "every cycle takes its lock")
@@ -121,6 +121,15 @@ func runPoolerWorkload(ctx context.Context, m *lockmgr.Manager, workers, cycles 
 	wg.Wait()
 	_, _, overlaps := w.led.snapshot()
 	return poolerResult{cycles: workers * cycles, locks: w.locks, errors: w.errs, overlaps: overlaps}
+}
+
+// byCall sums the errors by the call that met them.
+func (r poolerResult) byCall() map[string]int {
+	out := map[string]int{}
+	for k, n := range r.errors {
+		out[strings.SplitN(k, ":", 2)[0]] += n
+	}
+	return out
 }
 
 type poolerWorker struct {
