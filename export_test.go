@@ -1,6 +1,11 @@
 package lockmgr
 
-import "context"
+import (
+	"context"
+	"database/sql"
+
+	"gorm.io/gorm"
+)
 
 // WithoutReturning returns a copy of m that acquires as it must on a
 // server without INSERT … RETURNING (MySQL 8), so that path can be tested
@@ -19,4 +24,23 @@ var EngineProblem = engineProblem
 // FenceGaps is what the MySQL/MariaDB fencing of m's table lacks.
 func FenceGaps(m *Manager) ([]string, error) {
 	return m.mysqlFenceGaps(m.conn(context.Background()))
+}
+
+// WithPreparation returns a copy of m whose statements are prepared (on)
+// or not, for A/B measurements.
+func WithPreparation(m *Manager, on bool) *Manager {
+	c := *m
+	s := m.db.Session(&gorm.Session{NewDB: true, Context: context.Background()})
+	switch p := m.db.Statement.ConnPool.(type) {
+	case *preparedPool:
+		if !on {
+			s.Statement.ConnPool = p.db
+		}
+	case *sql.DB:
+		if on {
+			s.Statement.ConnPool = &preparedPool{db: p, known: m.d.statements()}
+		}
+	}
+	c.db = s
+	return &c
 }

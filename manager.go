@@ -24,6 +24,8 @@ type Manager struct {
 	inTx      bool
 	schema    *schemaState  // shared with copies: see schema.go
 	cluster   *clusterProbe // is the server a Galera node (galera.go)
+	// notifyWarned is when the Manager last logged a failing notifier.
+	notifyWarned *notifierWarned
 }
 
 // New returns a Manager for the lock table of db (DefaultTable unless
@@ -55,7 +57,7 @@ func New(db *gorm.DB, opts ...Option) (*Manager, error) {
 	m := &Manager{
 		db: session(db, d), d: d, tableName: s.table,
 		owner: s.owner, logger: s.logger, hooks: s.hooks, notifier: s.notifier,
-		schema: newSchemaState(), cluster: &clusterProbe{},
+		schema: newSchemaState(), cluster: &clusterProbe{}, notifyWarned: new(notifierWarned),
 	}
 	if m.notifier != nil && kind == "postgres" {
 		m.channel = m.notifier.Channel(s.table)
@@ -93,7 +95,7 @@ func (m *Manager) Table() string { return m.tableName }
 // it. Multi-statement calls (RenewLock, SetLock) use a savepoint in it.
 func (m *Manager) WithTx(tx *gorm.DB) *Manager {
 	c := *m
-	c.db = tx.Session(&gorm.Session{NewDB: true})
+	c.db = txSession(tx)
 	c.inTx = true
 	return &c
 }

@@ -3,17 +3,31 @@ package lockmgr
 import (
 	"context"
 	"database/sql"
+	"reflect"
 	"sync"
 
 	"gorm.io/gorm"
 )
 
-// lockmgr's statements are prepared once per *sql.DB and reused: on MySQL
-// an unprepared statement with arguments costs three round trips, and on
-// SQLite re-parsing shows in a ~50 µs lock cycle. GORM's own PrepareStmt
-// session would do it too, but starts a goroutine that never stops; this
-// cache starts none. Only the dialect's statements are prepared; DDL and
-// everything else pass through.
+// lockmgr prepares its own statements only where that pays and where the
+// user's settings did not choose otherwise:
+//
+//   - MySQL/MariaDB: go-sql-driver sends a statement with arguments as
+//     prepare, execute and close (three round trips) unless the DSN says
+//     interpolateParams=true. Prepared once per *sql.DB, it costs one. A
+//     DSN with interpolateParams=true (the usual setting behind ProxySQL or
+//     Vitess) already costs one round trip: nothing is prepared.
+//   - SQLite: re-parsing shows in a ~50 µs lock cycle; prepared.
+//   - PostgreSQL: nothing is prepared. pgx caches its own statements as its
+//     exec mode says, GORM rewrites ? to $n before the pool sees a query (so
+//     a cache keyed by lockmgr's SQL missed every statement with arguments),
+//     and a statement prepared by name breaks behind a transaction pooler.
+//
+// GORM's PrepareStmt (gorm.Config or Session) prepares every statement by
+// name; lockmgr's statements run on the pool under it instead, so that they
+// follow the rules above. GORM's PrepareStmt session would also start a
+// goroutine that never stops; this cache starts none. Only the dialect's
+// statements are prepared; DDL and everything else pass through.
 
 type stmtKey struct {
 	db    *sql.DB
@@ -113,9 +127,9 @@ func (t *preparedTx) QueryRowContext(ctx context.Context, query string, args ...
 	return t.Tx.QueryRowContext(ctx, query, args...)
 }
 
-// session returns the *gorm.DB lock statements run on: db itself, with
-// lockmgr's statements prepared when db talks to a plain *sql.DB (not a
-// transaction, and not a pool GORM or a plugin already manages).
+// session returns the *gorm.DB lock statements run on: db itself, on the
+// pool under GORM's PrepareStmt if db has one, with lockmgr's statements
+// prepared where prepares says so.
 func session(db *gorm.DB, d *dialect) *gorm.DB {
 	// Setting a Context makes GORM copy the Statement, so replacing the
 	// copy's ConnPool leaves the caller's *gorm.DB as it was.
@@ -124,10 +138,64 @@ func session(db *gorm.DB, d *dialect) *gorm.DB {
 	// would send a raw SELECT (IsLocked, List) to a possibly stale replica.
 	// This is its "write" setting, which WithContext's clone carries along.
 	s.Statement.Settings.Store("gorm:db_resolver:write", struct{}{})
-	if sqlDB, ok := db.Statement.ConnPool.(*sql.DB); ok {
+	if inner, ok := unprepared(db.Statement.ConnPool); ok {
+		s.Statement.ConnPool = inner
+	}
+	if sqlDB, ok := s.Statement.ConnPool.(*sql.DB); ok && prepares(db.Dialector, d.kind) {
 		s.Statement.ConnPool = &preparedPool{db: sqlDB, known: d.statements()}
 	}
 	return s
+}
+
+// unprepared returns the pool or transaction under GORM's PrepareStmt
+// wrappers; ok is false when p is not one.
+func unprepared(p gorm.ConnPool) (inner gorm.ConnPool, ok bool) {
+	switch w := p.(type) {
+	case *gorm.PreparedStmtDB:
+		return w.ConnPool, w.ConnPool != nil
+	case *gorm.PreparedStmtTX:
+		return w.Tx, w.Tx != nil
+	}
+	return nil, false
+}
+
+// prepares reports whether lockmgr prepares its statements on db: on
+// SQLite, and on MySQL unless the DSN asks for client-side interpolation
+// (read from gorm.io/driver/mysql's parsed DSN, without importing it).
+func prepares(dialector gorm.Dialector, kind string) bool {
+	switch kind {
+	case "sqlite":
+		return true
+	case "mysql":
+		return !interpolates(dialector)
+	default:
+		return false
+	}
+}
+
+// interpolates reports whether a MySQL dialector's DSNConfig (a
+// *mysql.Config of go-sql-driver) has InterpolateParams set.
+func interpolates(dialector gorm.Dialector) bool {
+	v := reflect.Indirect(reflect.ValueOf(dialector))
+	if v.Kind() != reflect.Struct {
+		return false
+	}
+	cfg := v.FieldByName("Config") // gorm.io/driver/mysql embeds *Config
+	if cfg.Kind() == reflect.Pointer {
+		if cfg.IsNil() {
+			return false
+		}
+		cfg = cfg.Elem()
+	}
+	if cfg.Kind() != reflect.Struct {
+		cfg = v
+	}
+	dsn := cfg.FieldByName("DSNConfig")
+	if dsn.Kind() != reflect.Pointer || dsn.IsNil() || dsn.Elem().Kind() != reflect.Struct {
+		return false
+	}
+	f := dsn.Elem().FieldByName("InterpolateParams")
+	return f.IsValid() && f.Kind() == reflect.Bool && f.Bool()
 }
 
 // statements is the set of SQL texts worth preparing.
@@ -143,4 +211,21 @@ func (d *dialect) statements() map[string]bool {
 		}
 	}
 	return known
+}
+
+// txSession is the session a Manager bound to the caller's transaction tx
+// (WithTx) runs on: tx, or the transaction under GORM's PrepareStmt.
+func txSession(tx *gorm.DB) *gorm.DB {
+	inner, ok := unprepared(tx.Statement.ConnPool)
+	if !ok {
+		return tx.Session(&gorm.Session{NewDB: true})
+	}
+	ctx := tx.Statement.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	// A Context makes GORM copy the Statement: tx keeps its own ConnPool.
+	s := tx.Session(&gorm.Session{NewDB: true, Context: ctx})
+	s.Statement.ConnPool = inner
+	return s
 }

@@ -41,6 +41,7 @@ func (m *Manager) waitAcquire(ctx context.Context, name string, c *lockConfig, s
 	deadline := start.Add(c.wait)
 	wake := make(chan struct{}, 1)
 	defer m.subscribe(name, wake)()
+	m.checkNotifier(ctx)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	step := minBackoff

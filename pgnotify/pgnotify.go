@@ -12,6 +12,16 @@
 // instead of at their next backoff. Notifications are a hint, never a
 // guarantee: a waiter that misses one (say, while the listener reconnects)
 // still gets the lock on its backoff schedule.
+//
+// The listener needs a PostgreSQL session of its own: a direct connection
+// or one through a session-pooling proxy. Behind a transaction pooler
+// (PgBouncer's pool_mode=transaction, RDS Proxy, Supavisor, pgcat) LISTEN
+// lands on a server connection other clients share, and notifications never
+// arrive. Listen checks that a notification sent through another
+// connection arrives, and returns ErrNotDelivered when it does not; while
+// it runs, the listener notifies itself now and then and reconnects when
+// its own notice does not come back, reporting the problem through Err and
+// the logger of WithLogger. Waiters keep their backoff schedule meanwhile.
 package pgnotify
 
 import (
@@ -19,10 +29,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Listener holds one dedicated PostgreSQL connection that LISTENs on the
@@ -30,38 +43,59 @@ import (
 // It implements lockmgr.Notifier. Close stops it.
 type Listener struct {
 	connString string
+	cfg        config
+	probe      string // the listener's own channel for delivery probes
 	cancel     context.CancelFunc
 	done       chan struct{}
 
-	mu         sync.Mutex
-	subs       map[string]map[*func(string)]struct{}
-	listening  map[string]bool    // channels LISTENed on the current connection
-	interrupt  context.CancelFunc // interrupts the current wait, to LISTEN anew
-	lastErrMsg string
+	mu        sync.Mutex
+	subs      map[string]map[*func(string)]struct{}
+	listening map[string]bool    // channels LISTENed on the current connection
+	interrupt context.CancelFunc // interrupts the current wait, to LISTEN anew
+	problem   error              // why notifications are not delivered now
+
+	onListen func(*pgx.Conn) // tests: called on each connection once it listens
 }
 
 // Listen connects to PostgreSQL with connString (a pgx connection string or
-// URL) and starts listening. It returns the connection error, if any; later
-// connection failures are retried in the background.
-func Listen(ctx context.Context, connString string) (*Listener, error) {
-	conn, err := pgx.Connect(ctx, connString)
+// URL), checks that notifications reach the connection, and starts
+// listening. It returns the connection error, or an error matching
+// ErrNotDelivered when the connection is not a session of its own (a
+// transaction pooler) or a notification sent through another connection
+// did not arrive within the probe timeout; then it leaves nothing behind.
+// Later failures are retried in the background and reported by Err.
+func Listen(ctx context.Context, connString string, opts ...Option) (*Listener, error) {
+	cfg, err := newConfig(opts)
 	if err != nil {
-		return nil, errors.Join(errors.New("pgnotify: connect"), err)
+		return nil, err
+	}
+	l := &Listener{connString: connString, cfg: cfg, probe: probeChannel(), done: make(chan struct{}),
+		subs: map[string]map[*func(string)]struct{}{}, listening: map[string]bool{}}
+	conn, err := l.connect(ctx)
+	if err != nil {
+		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	l := &Listener{connString: connString, cancel: cancel, done: make(chan struct{}),
-		subs: map[string]map[*func(string)]struct{}{}, listening: map[string]bool{}}
+	l.cancel = cancel
 	go l.run(runCtx, conn)
 	return l, nil
 }
 
-// Close stops listening and closes the connection. It waits until the
-// listener's goroutine has ended; closing twice is harmless.
+// Close stops listening, UNLISTENs and closes the connection. It waits
+// until the listener's goroutine has ended; closing twice is harmless.
 func (l *Listener) Close() error {
+	if l.cancel == nil {
+		return nil
+	}
 	l.cancel()
 	<-l.done
+	l.mu.Lock()
+	l.problem = errClosed
+	l.mu.Unlock()
 	return nil
 }
+
+var errClosed = fmt.Errorf("%w: the listener is closed", ErrNotDelivered)
 
 // Channel is the NOTIFY channel releases of table are announced on:
 // "lockmgr_" + table, or a hash of it when that would exceed PostgreSQL's
@@ -114,8 +148,8 @@ func (l *Listener) run(ctx context.Context, conn *pgx.Conn) {
 	for ctx.Err() == nil {
 		if conn == nil {
 			var err error
-			if conn, err = pgx.Connect(ctx, l.connString); err != nil {
-				l.setErr(err)
+			if conn, err = l.connect(ctx); err != nil {
+				l.report(err)
 				sleep(ctx, backoff)
 				backoff = min(2*backoff, 5*time.Second)
 				continue
@@ -123,22 +157,31 @@ func (l *Listener) run(ctx context.Context, conn *pgx.Conn) {
 			backoff = 100 * time.Millisecond
 		}
 		if err := l.listenAndWait(ctx, conn); err != nil && ctx.Err() == nil {
-			l.setErr(err)
-			_ = conn.Close(context.Background())
+			if !errors.Is(err, ErrNotDelivered) {
+				err = fmt.Errorf("pgnotify: %w", err)
+			}
+			l.report(err)
+			l.hangUp(conn)
 			conn = nil
-			l.mu.Lock()
-			clear(l.listening)
-			l.mu.Unlock()
 		}
 	}
 	if conn != nil {
-		_ = conn.Close(context.Background())
+		l.hangUp(conn)
 	}
 }
 
+// hangUp UNLISTENs and closes conn, and forgets what it listened on.
+func (l *Listener) hangUp(conn *pgx.Conn) {
+	unlisten(conn)
+	_ = conn.Close(context.Background())
+	l.mu.Lock()
+	clear(l.listening)
+	l.mu.Unlock()
+}
+
 // listenAndWait LISTENs on every subscribed channel, then dispatches
-// notifications until a new channel needs LISTEN (nil) or the connection
-// fails (its error).
+// notifications and probes delivery until a new channel needs LISTEN
+// (nil) or the connection fails or stops delivering (its error).
 func (l *Listener) listenAndWait(ctx context.Context, conn *pgx.Conn) error {
 	if err := l.listenAll(ctx, conn); err != nil {
 		return err
@@ -147,7 +190,7 @@ func (l *Listener) listenAndWait(ctx context.Context, conn *pgx.Conn) error {
 	defer interrupt()
 	l.mu.Lock()
 	l.interrupt = interrupt
-	pending := l.pending()
+	pending, onListen := l.pending(), l.onListen
 	l.mu.Unlock()
 	defer func() {
 		l.mu.Lock()
@@ -157,16 +200,39 @@ func (l *Listener) listenAndWait(ctx context.Context, conn *pgx.Conn) error {
 	if pending {
 		return nil
 	}
+	if onListen != nil {
+		onListen(conn)
+	}
+	p := newProber(l.cfg)
 	for {
-		n, err := conn.WaitForNotification(wctx)
-		if err != nil {
-			if wctx.Err() != nil && ctx.Err() == nil {
+		n, err := waitUntil(wctx, conn, p.due())
+		switch {
+		case err == nil && n.Channel == l.probe:
+			if p.arrived(n.Payload) {
+				l.healthy()
+			}
+		case err == nil:
+			l.dispatch(n.Channel, n.Payload)
+		case wctx.Err() != nil:
+			if ctx.Err() == nil {
 				return nil // interrupted to LISTEN on a new channel
 			}
 			return err
+		case errors.Is(err, context.DeadlineExceeded):
+			if err := p.tick(ctx, conn, l.probe); err != nil {
+				return err
+			}
+		default:
+			return err
 		}
-		l.dispatch(n.Channel, n.Payload)
 	}
+}
+
+// waitUntil waits for a notification on conn until deadline.
+func waitUntil(ctx context.Context, conn *pgx.Conn, deadline time.Time) (*pgconn.Notification, error) {
+	dctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	return conn.WaitForNotification(dctx)
 }
 
 func (l *Listener) listenAll(ctx context.Context, conn *pgx.Conn) error {
@@ -179,7 +245,7 @@ func (l *Listener) listenAll(ctx context.Context, conn *pgx.Conn) error {
 	}
 	l.mu.Unlock()
 	for _, ch := range todo {
-		if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{ch}.Sanitize()); err != nil {
+		if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{ch}.Sanitize(), simple); err != nil {
 			return err
 		}
 		l.mu.Lock()
@@ -199,21 +265,39 @@ func (l *Listener) pending() bool {
 	return false
 }
 
-func (l *Listener) setErr(err error) {
+// report records why notifications are not delivered, logging it when it
+// is news.
+func (l *Listener) report(err error) {
 	l.mu.Lock()
-	l.lastErrMsg = err.Error()
+	news := l.problem == nil || l.problem.Error() != err.Error()
+	l.problem = err
 	l.mu.Unlock()
+	if news && l.cfg.logger != nil {
+		l.cfg.logger.LogAttrs(context.Background(), slog.LevelWarn,
+			"pgnotify: not receiving notifications; waiters fall back to backoff", slog.String("error", err.Error()))
+	}
 }
 
-// Err returns the last connection error the listener met and retried, or
-// nil if it has met none.
+// healthy records that the listener's own notice came back.
+func (l *Listener) healthy() {
+	l.mu.Lock()
+	was := l.problem
+	l.problem = nil
+	l.mu.Unlock()
+	if was != nil && l.cfg.logger != nil {
+		l.cfg.logger.LogAttrs(context.Background(), slog.LevelInfo, "pgnotify: receiving notifications again")
+	}
+}
+
+// Err returns why the listener is not receiving notifications now (it
+// cannot connect, its own probe did not come back and it is reconnecting,
+// or it is closed), or nil while notifications arrive. A Manager with a
+// logger logs it when a waiter starts waiting. Errors of delivery (not of
+// connection) match ErrNotDelivered.
 func (l *Listener) Err() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.lastErrMsg == "" {
-		return nil
-	}
-	return errors.New("pgnotify: " + l.lastErrMsg)
+	return l.problem
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"log/slog"
+	"net/url"
 	"os"
 	"testing"
 	"time"
@@ -105,4 +107,86 @@ func TestChannelNames(t *testing.T) {
 	assert.Equal(t, "lockmgr_lockmgr_lock", l.Channel("lockmgr_lock"))
 	long := l.Channel("s_123456789012345678901234567890.t_12345678901234567890123456789012345")
 	assert.LessOrEqual(t, len(long), 63)
+}
+
+// withExecMode returns dsn (a URL) with pgx's default_query_exec_mode set,
+// or unchanged for mode "".
+func withExecMode(t *testing.T, dsn, mode string) string {
+	if mode == "" {
+		return dsn
+	}
+	u, err := url.Parse(dsn)
+	require.NoError(t, err)
+	q := u.Query()
+	q.Set("default_query_exec_mode", mode)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// TestListenRefusesTransactionPooler: through PgBouncer in transaction
+// mode notifications never arrive, so Listen says so within seconds,
+// whatever pgx exec mode the DSN asks for.
+func TestListenRefusesTransactionPooler(t *testing.T) {
+	dsn := os.Getenv("LOCKMGR_TEST_PGBOUNCER_DSN")
+	if dsn == "" {
+		t.Skip("LOCKMGR_TEST_PGBOUNCER_DSN is not set: start one with .ci/engines/pgbouncer.sh (CI does)")
+	}
+	for _, mode := range []string{"", "simple_protocol", "exec", "cache_describe"} {
+		t.Run("mode="+mode, func(t *testing.T) {
+			start := time.Now()
+			l, err := pgnotify.Listen(t.Context(), withExecMode(t, dsn, mode))
+			if l != nil {
+				_ = l.Close()
+			}
+			require.ErrorIs(t, err, pgnotify.ErrNotDelivered)
+			assert.Contains(t, err.Error(), "direct or session-pooled")
+			assert.Less(t, time.Since(start), 15*time.Second, "reported within seconds")
+			t.Logf("%v after %v", err, time.Since(start).Round(time.Millisecond))
+		})
+	}
+}
+
+// TestListenThroughSessionPooler: a session pooler gives the listener a
+// server session of its own, so notifications arrive.
+func TestListenThroughSessionPooler(t *testing.T) {
+	dsn := os.Getenv("LOCKMGR_TEST_PGBOUNCER_SESSION_DSN")
+	if dsn == "" {
+		t.Skip("LOCKMGR_TEST_PGBOUNCER_SESSION_DSN is not set: start one with PGBOUNCER_POOL_MODE=session .ci/engines/pgbouncer.sh (CI does)")
+	}
+	l, err := pgnotify.Listen(t.Context(), dsn)
+	require.NoError(t, err)
+	defer l.Close()
+	assert.NoError(t, l.Err())
+}
+
+// TestWaiterFallsBackWhenListenerFails: a listener that stopped receiving
+// leaves waiters on their backoff, not asleep, and the Manager's logger
+// hears of it.
+func TestWaiterFallsBackWhenListenerFails(t *testing.T) {
+	_, db, _, l, table := setup(t)
+	ctx := t.Context()
+	var logs pgnotify.SyncBuffer
+	m, err := lockmgr.New(db, lockmgr.WithTable(table), lockmgr.WithNotifier(l),
+		lockmgr.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	require.NoError(t, err)
+	_, err = m.GetLock(ctx, "job")
+	require.NoError(t, err)
+	require.NoError(t, l.Close()) // stops receiving; waiters must not depend on it
+	require.ErrorIs(t, l.Err(), pgnotify.ErrNotDelivered)
+	got := make(chan time.Time, 1)
+	go func() {
+		_, err := m.GetLock(ctx, "job", lockmgr.Wait(30*time.Second))
+		assert.NoError(t, err)
+		got <- time.Now()
+	}()
+	time.Sleep(500 * time.Millisecond)
+	released := time.Now()
+	require.NoError(t, db.Exec("DELETE FROM "+table+" WHERE name = ?", "job").Error)
+	select {
+	case at := <-got:
+		assert.Less(t, at.Sub(released), 5*time.Second, "backoff, capped at 1 s, finds the lock free")
+	case <-time.After(20 * time.Second):
+		t.Fatal("the waiter never got the lock")
+	}
+	assert.Contains(t, logs.String(), "notifier is not delivering", "the Manager's logger hears of it")
 }
