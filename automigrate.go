@@ -21,6 +21,9 @@ const pluginName = "lockmgr"
 // any number of processes may run it at once, on every start. It returns an
 // error matching ErrSchema when the table cannot be made usable.
 func (m *Manager) AutoMigrate(ctx context.Context) error {
+	if err := m.checkEngine(ctx); err != nil {
+		return err
+	}
 	err := m.serialized(ctx, m.migrate)
 	r, ierr := m.inspect(ctx, m.conn(ctx))
 	switch {

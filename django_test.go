@@ -169,7 +169,7 @@ func TestDjangoTable255(t *testing.T) {
 		for _, how := range []string{"AutoMigrate", "first use"} {
 			t.Run(b.name+"/"+how, func(t *testing.T) {
 				e := bareEnv(t, b)
-				require.NoError(t, e.db.Exec(fmt.Sprintf(djangoDDL[b.name], e.table)).Error)
+				require.NoError(t, e.db.Exec(fmt.Sprintf(djangoDDL[b.dialect()], e.table)).Error)
 				e.m = e.manager()
 				if how == "AutoMigrate" {
 					require.NoError(t, e.m.AutoMigrate(e.ctx))
