@@ -102,7 +102,7 @@ func (m *Manager) migrateMySQL(db *gorm.DB, r report) error {
 	}
 	alter := m.addMissing(r)
 	// TiDB cannot alter the collation of an indexed column: rebuild instead.
-	rebuild := m.d.srv.tidb && r.cols["name"].collation != m.d.srv.nameCollation
+	rebuild := m.d.srv.tidb && r.cols["name"].key && r.cols["name"].collation != m.d.srv.nameCollation
 	for _, c := range []string{"name", "token", "locked_by"} {
 		col, ok := r.cols[c]
 		if rebuild && c != "locked_by" {
