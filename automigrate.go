@@ -21,6 +21,9 @@ const pluginName = "lockmgr"
 // any number of processes may run it at once, on every start. It returns an
 // error matching ErrSchema when the table cannot be made usable.
 func (m *Manager) AutoMigrate(ctx context.Context) error {
+	if err := m.checkEngine(ctx); err != nil {
+		return err
+	}
 	err := m.serialized(ctx, m.migrate)
 	r, ierr := m.inspect(ctx, m.conn(ctx))
 	switch {
@@ -95,7 +98,7 @@ func (m *Manager) migrateMySQL(db *gorm.DB, r report) error {
 	}
 	alter := m.addMissing(r)
 	// TiDB cannot alter the collation of an indexed column: rebuild instead.
-	rebuild := m.d.srv.tidb && r.cols["name"].collation != m.d.srv.nameCollation
+	rebuild := m.d.srv.tidb && r.cols["name"].key && r.cols["name"].collation != m.d.srv.nameCollation
 	for _, c := range []string{"name", "token", "locked_by"} {
 		col, ok := r.cols[c]
 		if rebuild && c != "locked_by" {

@@ -468,9 +468,11 @@ func (d *dialect) retryable(err error, inTx bool) bool {
 	msg := err.Error()
 	switch d.kind {
 	case "mysql":
-		// TiDB adds 9007 (write conflict, optimistic mode) and 8022 (retry the transaction).
+		// TiDB adds 9007 (write conflict, optimistic mode), 8022 (retry the
+		// transaction) and a pessimistic lock that kept meeting new writes.
 		return !inTx && (strings.Contains(msg, "Error 1213") || strings.Contains(msg, "Error 1205") ||
-			d.srv.tidb && (strings.Contains(msg, "Error 9007") || strings.Contains(msg, "Error 8022")))
+			d.srv.tidb && (strings.Contains(msg, "Error 9007") || strings.Contains(msg, "Error 8022") ||
+				strings.Contains(msg, "pessimistic lock retry limit reached")))
 	case "sqlite":
 		return !inTx && strings.Contains(msg, "database is locked")
 	}

@@ -1,6 +1,7 @@
 package lockmgr
 
 import (
+	"context"
 	"fmt"
 	"reflect"
 	"strings"
@@ -57,4 +58,19 @@ func serverVersion(db *gorm.DB) string {
 		return ""
 	}
 	return f.String()
+}
+
+// checkEngine asks a PostgreSQL-wire server what it is, with the first-use
+// table check: CockroachDB and YugabyteDB answer the protocol as
+// PostgreSQL, and GORM's driver records no version. MySQL-wire engines are
+// checked by New.
+func (m *Manager) checkEngine(ctx context.Context) error {
+	if m.d.kind != "postgres" {
+		return nil
+	}
+	var version string
+	if err := m.conn(ctx).Raw("SELECT version()").Scan(&version).Error; err != nil {
+		return fmt.Errorf("lockmgr: check table %s: %w", m.tableName, err)
+	}
+	return engineProblem(version)
 }

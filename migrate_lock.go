@@ -85,8 +85,8 @@ func (m *Manager) withGetLock(fn func(context.Context, *gorm.DB) error) func(con
 		if err != nil {
 			return err
 		}
-		var got sql.NullInt64
-		if err := db.Raw("SELECT GET_LOCK(?, ?)", name, int(waitFor(ctx).Seconds())).Scan(&got).Error; err != nil {
+		got, err := m.getLock(ctx, db, name)
+		if err != nil {
 			return err
 		}
 		if got.Int64 != 1 {
@@ -97,6 +97,22 @@ func (m *Manager) withGetLock(fn func(context.Context, *gorm.DB) error) func(con
 			return errors.Join(ferr, errDirtyConn, err)
 		}
 		return ferr
+	}
+}
+
+// getLock is GET_LOCK(name), tried again while TiDB, whose GET_LOCK is a
+// pessimistic transaction of its own, reports a retryable conflict.
+func (m *Manager) getLock(ctx context.Context, db *gorm.DB, name string) (sql.NullInt64, error) {
+	deadline := time.Now().Add(waitFor(ctx))
+	for {
+		var got sql.NullInt64
+		err := db.Raw("SELECT GET_LOCK(?, ?)", name, int(waitFor(ctx).Seconds())).Scan(&got).Error
+		if err == nil || !m.d.retryable(err, false) || time.Now().After(deadline) {
+			return got, err
+		}
+		if err := sleep(ctx, jitter(minBackoff)); err != nil {
+			return got, err
+		}
 	}
 }
 

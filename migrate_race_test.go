@@ -88,6 +88,7 @@ func (c migrateChild) run() error {
 		"sqlite":   func() gorm.Dialector { return sqlite.Open(sqliteDSN(c.Path)) },
 		"postgres": func() gorm.Dialector { return postgres.Open(os.Getenv(envPostgres)) },
 		"mysql":    func() gorm.Dialector { return mysql.Open(os.Getenv(envMySQL)) },
+		"tidb":     func() gorm.Dialector { return mysql.Open(os.Getenv(envTiDB)) },
 	}[c.Kind]()
 	db, err := gorm.Open(dialector, quiet())
 	if err != nil {
@@ -244,10 +245,10 @@ func migrateRaceOnce(t *testing.T, b backend, sc migrateScenario) raceResult {
 		path = sqlitePath(t, db)
 	}
 	t.Cleanup(func() { dropAll(t, db, b.name, table) })
-	sc.prepare(t, db, b.name, table)
+	sc.prepare(t, db, b.dialect(), table)
 	res := raceMigrations(t, b.name, path, table, sc.modes)
 	if len(res.errs) == 0 {
-		e := &env{t: t, kind: b.name, db: db, table: table, ctx: t.Context()}
+		e := &env{t: t, kind: b.dialect(), db: db, table: table, ctx: t.Context()}
 		e.m = e.manager()
 		checkLockTable(e)
 	}

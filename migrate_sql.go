@@ -100,7 +100,8 @@ func (d *dialect) schemaShaped(err error) bool {
 }
 
 var schemaMessages = map[string][]string{
-	// unknown column, no such table, data too long
-	"mysql":  {"Error 1054 ", "Error 1146 ", "Error 1406 "},
+	// unknown column, no such table, data too long; TiDB: schema changed
+	// (8113 wraps a 1146), information schema changed during the statement
+	"mysql":  {"Error 1054 ", "Error 1146 ", "Error 1406 ", "Error 8113 ", "Error 8028 "},
 	"sqlite": {"no such table", "no such column", "has no column named", "ON CONFLICT clause does not match"},
 }

@@ -64,6 +64,9 @@ func (m *Manager) ready(ctx context.Context) error {
 	if m.schema.ok.Load() || m.inTx && m.schema.txOK.Load() {
 		return nil
 	}
+	if err := m.checkEngine(ctx); err != nil {
+		return err
+	}
 	if m.inTx {
 		return m.checkInTx(ctx)
 	}

@@ -48,7 +48,7 @@ func TestPlainGORMSetup(t *testing.T) {
 			require.NoError(t, e.db.Table(e.table).AutoMigrate(&lockmgr.Lock{}))
 			e.m = e.manager()
 			checkLockTable(e)
-			if b.name == "mysql" {
+			if b.dialect() == "mysql" {
 				var coll string
 				require.NoError(t, e.db.Raw("SELECT COLLATION_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = 'name'", e.table).Scan(&coll).Error)
 				assert.Contains(t, []string{"utf8mb4_nopad_bin", "utf8mb4_0900_bin"}, coll)
@@ -62,14 +62,14 @@ func bareEnv(t *testing.T, b backend) *env {
 	db := b.open(t)
 	table := uniqueTable()
 	t.Cleanup(func() { dropAll(t, db, b.name, table) })
-	return &env{t: t, kind: b.name, db: db, table: table, ctx: t.Context()}
+	return &env{t: t, kind: b.dialect(), db: db, table: table, ctx: t.Context()}
 }
 
 func TestDjangoTableFirstUse(t *testing.T) {
 	for _, b := range backends() {
 		t.Run(b.name, func(t *testing.T) {
 			e := bareEnv(t, b)
-			require.NoError(t, e.db.Exec(fmt.Sprintf(djangoDDL[b.name], e.table)).Error)
+			require.NoError(t, e.db.Exec(fmt.Sprintf(djangoDDL[b.dialect()], e.table)).Error)
 			e.m = e.manager()
 			checkLockTable(e)
 		})
@@ -106,7 +106,7 @@ func TestMissingTableIsErrSchema(t *testing.T) {
 				assert.Contains(t, err.Error(), "lockmgr migrate", what)
 			}
 			var n int64
-			require.NoError(t, e.db.Raw(fmt.Sprintf(countTables[b.name], e.table)).Scan(&n).Error)
+			require.NoError(t, e.db.Raw(fmt.Sprintf(countTables[b.dialect()], e.table)).Scan(&n).Error)
 			assert.Zero(t, n, "no call creates the table")
 		})
 	}
@@ -142,7 +142,7 @@ func TestTableWithoutPrimaryKey(t *testing.T) {
 	for _, b := range backends() {
 		t.Run(b.name, func(t *testing.T) {
 			e := bareEnv(t, b)
-			ddl := strings.Replace(djangoDDL[b.name], " PRIMARY KEY", "", 1)
+			ddl := strings.Replace(djangoDDL[b.dialect()], " PRIMARY KEY", "", 1)
 			require.NoError(t, e.db.Exec(fmt.Sprintf(ddl, e.table)).Error)
 			e.m = e.manager()
 			_, err := e.m.GetLock(e.ctx, "a")
@@ -159,7 +159,7 @@ func TestWithTxRunsNoDDL(t *testing.T) {
 	for _, b := range backends() {
 		t.Run(b.name, func(t *testing.T) {
 			e := bareEnv(t, b)
-			require.NoError(t, e.db.Exec(fmt.Sprintf(djangoDDL[b.name], e.table)).Error)
+			require.NoError(t, e.db.Exec(fmt.Sprintf(djangoDDL[b.dialect()], e.table)).Error)
 			e.m = e.manager()
 			err := e.db.Transaction(func(tx *gorm.DB) error {
 				_, err := e.m.WithTx(tx).GetLock(e.ctx, "in-tx")

@@ -17,21 +17,11 @@ var errNotAcquired = errors.New("lockmgr: not acquired")
 // rolls the bump back. Inside a caller's transaction GORM makes this a
 // savepoint.
 func (m *Manager) acquireBumpingFence(ctx context.Context, v *values, dest ...any) (found bool, err error) {
-	err = m.retrying(ctx, func() error { // a transaction the database rolled back is retried whole
-		found = false
+	// The table check runs outside the transaction, and a transaction the
+	// database rolled back is retried whole (run).
+	err = m.run(ctx, func() error {
 		return m.conn(ctx).Transaction(func(tx *gorm.DB) error {
-			t := m.WithTx(tx)
-			if _, err := t.exec(ctx, m.d.fenceBump, v); err != nil {
-				return err
-			}
-			n, err := t.exec(ctx, m.d.acquire, v)
-			if err != nil {
-				return err
-			}
-			if n == 0 {
-				return errNotAcquired
-			}
-			found, err = t.query(ctx, m.d.readBack, v, dest...)
+			found, err = m.bumpAndAcquire(ctx, tx, v, dest...)
 			return err
 		})
 	})
@@ -39,6 +29,22 @@ func (m *Manager) acquireBumpingFence(ctx context.Context, v *values, dest ...an
 		return false, nil
 	}
 	return found, err
+}
+
+// bumpAndAcquire is the body of acquireBumpingFence's transaction tx.
+func (m *Manager) bumpAndAcquire(ctx context.Context, tx *gorm.DB, v *values, dest ...any) (bool, error) {
+	t := m.WithTx(tx)
+	if _, err := t.exec(ctx, m.d.fenceBump, v); err != nil {
+		return false, err
+	}
+	n, err := t.exec(ctx, m.d.acquire, v)
+	if err != nil {
+		return false, err
+	}
+	if n == 0 {
+		return false, errNotAcquired
+	}
+	return t.query(ctx, m.d.readBack, v, dest...)
 }
 
 // tidbSibling is the quoted name of a helper table next to the lock table.

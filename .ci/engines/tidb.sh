@@ -52,7 +52,8 @@ start() {
   [ -x "$BIN" ] || build >/dev/null
   mkdir -p "$dir"
   "$BIN" -store=unistore -path="$dir/data" -host 127.0.0.1 -P "$port" \
-    -status $((port + 10000)) -log-file "$dir/tidb.log" >"$dir/stdout.log" 2>&1 &
+    -status $((port + 10000)) -log-file "$dir/tidb.log" -log-slow-query "$dir/tidb-slow.log" \
+    >"$dir/stdout.log" 2>&1 &
   echo $! >"$dir/tidb.pid"
   for ((i = 0; i < 120; i++)); do
     if ready "$port"; then
