@@ -22,6 +22,12 @@ const pluginName = "lockmgr"
 // error matching ErrSchema when the table cannot be made usable.
 func (m *Manager) AutoMigrate(ctx context.Context) error {
 	err := m.serialized(ctx, m.migrate)
+	if err != nil && !m.inTx && sleep(ctx, jitter(10*minBackoff)) == nil {
+		// Where the database lock does not reach every writer (Galera's
+		// GET_LOCK is per node), a step may lose a race to the same step
+		// elsewhere ("duplicate column"); a second run sees its result.
+		err = m.serialized(ctx, m.migrate)
+	}
 	r, ierr := m.inspect(ctx, m.conn(ctx))
 	switch {
 	case ierr == nil && !r.usable():
