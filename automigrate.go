@@ -189,6 +189,9 @@ func (m *Manager) migrateSQLiteFences(db *gorm.DB) error {
 	return nil
 }
 
+// fenceRows is how many rows MySQL's <table>_fence holds (fenceBuckets).
+const fenceRows = 1024
+
 // migrateMySQLFences creates <table>_fence: fenceBuckets rows that
 // acquisitions lock, by a hash of the name, before they read the clock for
 // a fence (see fragments.fenceLock).
@@ -198,7 +201,7 @@ func (m *Manager) migrateMySQLFences(db *gorm.DB) error {
 		return err
 	}
 	var n int64
-	if err := db.Raw("SELECT COUNT(*) FROM " + f).Scan(&n).Error; err != nil || n == 1024 {
+	if err := db.Raw("SELECT COUNT(*) FROM " + f).Scan(&n).Error; err != nil || n == fenceRows {
 		return err
 	}
 	// 32 × 32 rows: recursive CTEs stop at 1000 iterations by default.

@@ -276,5 +276,12 @@ func (m *Manager) sidePresent(db *gorm.DB) (bool, error) {
 	}
 	var n int64
 	err := db.Raw(catalogs[m.d.kind].side, m.d.schema(m.tableName), names).Scan(&n).Error
-	return n == int64(len(names)), err
+	if err != nil || n != int64(len(names)) || m.d.kind != "mysql" {
+		return err == nil && n == int64(len(names)), err
+	}
+	// MySQL's DDL commits at once: another process's migration may have
+	// created <table>_fence and not yet filled it. An acquisition whose
+	// row is missing would find the name "held".
+	err = db.Raw("SELECT COUNT(*) FROM " + m.d.fenceTable).Scan(&n).Error
+	return n == fenceRows, err
 }
