@@ -25,6 +25,12 @@ func (m *Manager) AutoMigrate(ctx context.Context) error {
 		return err
 	}
 	err := m.serialized(ctx, m.migrate)
+	if err != nil && !m.inTx && sleep(ctx, jitter(10*minBackoff)) == nil {
+		// Where the database lock does not reach every writer (Galera's
+		// GET_LOCK is per node), a step may lose a race to the same step
+		// elsewhere ("duplicate column"); a second run sees its result.
+		err = m.serialized(ctx, m.migrate)
+	}
 	r, ierr := m.inspect(ctx, m.conn(ctx))
 	switch {
 	case ierr == nil && !r.usable():
@@ -202,6 +208,9 @@ func (m *Manager) migrateSQLiteFences(db *gorm.DB) error {
 	return nil
 }
 
+// fenceRows is how many rows MySQL's <table>_fence holds (fenceBuckets).
+const fenceRows = 1024
+
 // migrateMySQLFences creates <table>_fence (fenceBuckets rows, each with
 // the high-water mark of the fences of the names that hash to it) and the
 // triggers that raise it (fenceTriggerDDL; TiDB has none and raises it in
@@ -257,7 +266,7 @@ func (m *Manager) addFenceHWM(ctx context.Context, db *gorm.DB) error {
 func (m *Manager) seedFenceBuckets(db *gorm.DB) error {
 	f := m.d.fenceTable
 	var n int64
-	if err := db.Raw("SELECT COUNT(*) FROM " + f).Scan(&n).Error; err != nil || n == 1024 {
+	if err := db.Raw("SELECT COUNT(*) FROM " + f).Scan(&n).Error; err != nil || n == fenceRows {
 		return err
 	}
 	// 32 × 32 rows: recursive CTEs stop at 1000 iterations by default.
@@ -283,7 +292,7 @@ func (m *Manager) mysqlFenceGaps(db *gorm.DB) ([]string, error) {
 	var n int64
 	if err := db.Raw("SELECT COUNT(*) FROM " + m.d.fenceTable).Scan(&n).Error; err != nil {
 		return nil, err
-	} else if n != 1024 {
+	} else if n != fenceRows {
 		gaps = append(gaps, fmt.Sprintf("%s has %d of %s bucket rows", fence, n, fenceBuckets))
 	}
 	if !m.d.fenceTriggers {

@@ -29,10 +29,13 @@ type Manager struct {
 }
 
 // New returns a Manager for the lock table of db (DefaultTable unless
-// WithTable says otherwise). It does not touch the database or migrate:
-// call AutoMigrate, or use NewPlugin. It returns ErrInvalidOption for a bad
-// option or a database other than PostgreSQL, MySQL/MariaDB, TiDB or
-// SQLite, and ErrUnsupportedEngine for an engine it cannot serve correctly.
+// WithTable says otherwise). It runs no SQL: the Manager checks its table
+// on its first call, completes one that db.AutoMigrate(&Lock{}) or
+// django-lockmgr made (see AutoMigrate), and answers every call with
+// ErrSchema while the table does not exist. It returns ErrInvalidOption
+// for a bad option or a database other than PostgreSQL, MySQL/MariaDB,
+// TiDB or SQLite, and ErrUnsupportedEngine for an engine it cannot serve
+// correctly.
 func New(db *gorm.DB, opts ...Option) (*Manager, error) {
 	if db == nil {
 		return nil, fmt.Errorf("%w: nil *gorm.DB", ErrInvalidOption)

@@ -151,6 +151,7 @@ func raceMigrations(t *testing.T, kind, path, table string, modes []string) race
 	var stdins []io.WriteCloser
 	var cmds []*exec.Cmd
 	var stderrs []*strings.Builder
+	var stdouts []io.Reader
 	for i := range migrateProcs {
 		c := migrateChild{Kind: kind, Path: path, Table: table, Mode: modes[i%len(modes)], Name: "replica-" + strconv.Itoa(i)}
 		raw, err := json.Marshal(c)
@@ -164,10 +165,12 @@ func raceMigrations(t *testing.T, kind, path, table string, modes []string) race
 		out, err := cmd.StdoutPipe()
 		require.NoError(t, err)
 		require.NoError(t, cmd.Start())
+		cmds, stdins, stderrs, stdouts = append(cmds, cmd), append(stdins, in), append(stderrs, stderr), append(stdouts, out)
+	}
+	for i, out := range stdouts {
 		line, err := bufio.NewReader(out).ReadString('\n')
-		require.NoError(t, err, "child %d did not get ready: %s", i, stderr)
+		require.NoError(t, err, "child %d did not get ready: %s", i, stderrs[i])
 		require.Equal(t, "ready\n", line)
-		cmds, stdins, stderrs = append(cmds, cmd), append(stdins, in), append(stderrs, stderr)
 	}
 	start := time.Now()
 	for _, in := range stdins {

@@ -13,13 +13,14 @@ import (
 // The lock table may have been made by lockmgr's migration, by GORM's
 // db.AutoMigrate(&Lock{}), by django-lockmgr, or changed since (Django's
 // migration 0002 rebuilds it on SQLite). A Manager therefore checks its
-// table on first use: a missing table is an ErrSchema for every call; an
-// existing one is completed by lockmgr's own migration (AutoMigrate), which
-// is serialized in the database and changes nothing on a complete table.
+// table on first use, in the catalog: a missing table is an ErrSchema for
+// every call; one that lacks a column, side table or trigger, or whose name
+// is not byte-exact, is completed by lockmgr's own migration (AutoMigrate),
+// serialized in the database.
 // Afterwards an atomic flag keeps every call at one statement. A statement
 // that later fails because a column or table is missing makes the Manager
-// check again: it completes the table and retries the statement once, or
-// returns ErrSchema saying what is wrong.
+// run the migration again (whatever the catalog shows) and retry the
+// statement once, or return ErrSchema saying what is wrong.
 
 // schemaState is shared by a Manager and its copies (WithTx, transactions).
 type schemaState struct {
@@ -70,18 +71,35 @@ func (m *Manager) ready(ctx context.Context) error {
 	if m.inTx {
 		return m.checkInTx(ctx)
 	}
-	return m.complete(ctx)
+	return m.complete(ctx, false)
 }
 
-// complete checks that the table exists, then runs the migration, which
-// adds what is missing.
-func (m *Manager) complete(ctx context.Context) error {
-	r, err := m.inspect(ctx, m.conn(ctx))
-	if err != nil {
-		return fmt.Errorf("lockmgr: check table %s: %w", m.tableName, err)
+// repair is ready after a statement failed for want of a column or table:
+// it runs the migration even if the catalog shows nothing missing, so that
+// whatever the migration creates and the check does not look at is made.
+func (m *Manager) repair(ctx context.Context) error {
+	select {
+	case m.schema.sem <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("lockmgr: check table %s: %w", m.tableName, context.Cause(ctx))
 	}
-	if r.missing {
+	defer func() { <-m.schema.sem }()
+	return m.complete(ctx, true)
+}
+
+// complete checks that the table exists and, if it lacks something (or
+// force), runs the migration, which adds what is missing. A complete
+// table costs two catalog queries and no lock.
+func (m *Manager) complete(ctx context.Context, force bool) error {
+	r, err := m.inspect(ctx, m.conn(ctx))
+	switch {
+	case err != nil:
+		return fmt.Errorf("lockmgr: check table %s: %w", m.tableName, err)
+	case r.missing:
 		return m.schemaError(r, nil)
+	case r.usable() && !force:
+		m.schema.ok.Store(true)
+		return nil
 	}
 	return m.AutoMigrate(ctx)
 }
@@ -122,7 +140,7 @@ func (m *Manager) guard(ctx context.Context, op func() error) error {
 	case m.inTx:
 		return fmt.Errorf("%w: table %q changed under lockmgr; run AutoMigrate (or `lockmgr migrate`): %w", ErrSchema, m.tableName, err)
 	}
-	if err := m.ready(ctx); err != nil {
+	if err := m.repair(ctx); err != nil {
 		return err
 	}
 	return op()
@@ -255,7 +273,7 @@ func (m *Manager) columns(db *gorm.DB) (map[string]column, error) {
 
 // sidePresent reports whether the side tables and triggers exist.
 func (m *Manager) sidePresent(db *gorm.DB) (bool, error) {
-	if m.d.kind == "mysql" {
+	if m.d.kind == "mysql" { // also a <table>_fence another process has not yet filled
 		gaps, err := m.mysqlFenceGaps(db)
 		return len(gaps) == 0, err
 	}

@@ -178,6 +178,8 @@ func expiresCell(l *lockmgr.Lock, locked bool) string {
 	switch s := leftText(l); s {
 	case "never expires":
 		return "never"
+	case "expired": // a short lock on a slow machine, by the time it is printed
+		return s
 	default:
 		return s[len("expires "):]
 	}
