@@ -88,6 +88,7 @@ type codeBlock struct {
 const docsModule = "examples"
 
 func TestDocsCompile(t *testing.T) {
+	inCheckout(t)
 	blocks := append(markdownBlocks(t), docBlocks(t)...)
 	require.NotEmpty(t, blocks)
 	dir, err := os.MkdirTemp(docsModule, "_docscheck")
