@@ -28,8 +28,9 @@ var expectedPages = map[string]string{
 	"docs/distributed-sql.md": "issue 14: TiDB, CockroachDB, YugabyteDB, Vitess",
 }
 
-// testCommand is the README's command that runs every test.
-const testCommand = "go test github.com/gormlock/lockmgr/..."
+// testCommand is the README's command that runs every test: the root's
+// packages, and through TestWorkspaceModules every other module of go.work.
+const testCommand = "go test ./..."
 
 var (
 	mdLink    = regexp.MustCompile(`\]\(([^)\s]+)(?:\s+"[^"]*")?\)`)
@@ -108,17 +109,11 @@ func TestReadmeTestCommandCoversWorkspace(t *testing.T) {
 	assert.Contains(t, string(readme), testCommand)
 	work, err := os.ReadFile("go.work")
 	require.NoError(t, err)
-	prefix := strings.TrimSuffix(strings.TrimPrefix(testCommand, "go test "), "/...")
 	dirs := workspaceDirs(string(work))
 	require.Contains(t, dirs, ".")
 	for _, dir := range dirs {
-		mod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		require.NoError(t, err)
-		path := regexp.MustCompile(`(?m)^module (\S+)$`).FindSubmatch(mod)
-		require.NotNil(t, path, "%s/go.mod has no module line", dir)
-		p := string(path[1])
-		assert.True(t, p == prefix || strings.HasPrefix(p, prefix+"/"),
-			"module %s (%s) is in go.work but %q does not test it", p, dir, testCommand)
+		_, err := os.Stat(filepath.Join(dir, "go.mod"))
+		assert.NoError(t, err, "go.work uses %s, which TestWorkspaceModules tests, but it has no go.mod", dir)
 	}
 }
 

@@ -44,7 +44,7 @@ func TestLeaderFailoverOnServers(t *testing.T) {
 func checkFailover(t *testing.T, args ...string) {
 	var out demotest.Buffer
 	err := run(context.Background(), &out, append(args, "-replicas", "2",
-		"-ttl", "1s", "-beat", "200ms", "-kill-after", "1s", "-run-for", "4s"))
+		"-ttl", "1s", "-beat", "200ms", "-kill-after", "1s", "-run-for", "8s"))
 	s := out.String()
 	require.NoError(t, err, s)
 	defer func() {

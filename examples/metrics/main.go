@@ -150,16 +150,16 @@ func shardWorker(ctx, drain context.Context, m *lockmgr.Manager, log *slog.Logge
 // gone and cancels the job's context with cause lockmgr.ErrLockLost.
 func reportJob(ctx, drain context.Context, m *lockmgr.Manager, log *slog.Logger) {
 	for run := 1; drain.Err() == nil; run++ {
-		if run == 1 {
-			go func() {
-				if pause(ctx, 400*time.Millisecond) == nil {
-					log.Info("operator clears the report's lock")
-					_ = m.Unlock(ctx, "report:daily")
-				}
-			}()
-		}
 		err := m.Do(ctx, "report:daily", func(ctx context.Context, s *lockmgr.Scope) error {
 			log.Info("report started", "run", run, "fence", s.Main().Fence)
+			if run == 1 { // after the keep-alive's first renewals (every 200 ms)
+				go func() {
+					if pause(ctx, 500*time.Millisecond) == nil {
+						log.Info("operator clears the report's lock")
+						_ = m.Unlock(context.WithoutCancel(ctx), "report:daily")
+					}
+				}()
+			}
 			if err := pause(ctx, time.Second); err != nil {
 				return err // Do adds lockmgr.ErrLockLost if that is why
 			}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package lockmgr_test
+
+const raceEnabled = false
