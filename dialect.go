@@ -114,6 +114,7 @@ type dialect struct {
 	fenceTriggers bool
 
 	acquire, release, releaseNotify, unlock, unlockNotify stmt
+	acquireExec                                           stmt // acquire without RETURNING, for a Galera node (galera.go)
 	isLocked, renewMax, renewAdd, clean, reset, list      stmt
 	liveFlag                                              stmt   // 1 for a live row, else 0
 	readUntil, casUntil                                   stmt   // AddTime on SQLite
@@ -222,7 +223,10 @@ func (d *dialect) build(f fragments) {
 	live := "(locked_until IS NULL OR locked_until > " + f.now + ")"
 	d.columns = "name, COALESCE(locked_by, ''), lock_process, " + f.micros("locked_until") +
 		", token, fence, " + f.micros("created_at") + ", " + f.micros("updated_at")
-	d.acquire = d.compile(d.acquireSQL(f))
+	d.acquire = d.compile(d.acquireSQL(f, d.srv.returning))
+	if d.kind == "mysql" && d.srv.returning {
+		d.acquireExec = d.compile(d.acquireSQL(f, false))
+	}
 	d.readBack = d.compile("SELECT " + acquired(f) + " FROM " + t + " WHERE name = @name AND token = @token")
 	d.release = d.compile("DELETE FROM " + t + " WHERE name = @name AND token = @token")
 	d.unlock = d.compile("DELETE FROM " + t + " WHERE name = @name")
@@ -248,7 +252,7 @@ func (d *dialect) build(f fragments) {
 // acquireSQL is the one-statement acquisition: insert, or take over a row
 // whose expiry has passed, and return the row as it stands afterwards.
 // The caller won when the returned token is its own.
-func (d *dialect) acquireSQL(f fragments) string {
+func (d *dialect) acquireSQL(f fragments, withReturning bool) string {
 	row := "@name, @by, @pid, " + f.until + ", @token, " + f.fenceNow + ", " + f.now + ", " + f.now
 	source := " VALUES (" + row + ")"
 	if f.fenceLock != "" {
@@ -259,7 +263,7 @@ func (d *dialect) acquireSQL(f fragments) string {
 		" (name, locked_by, lock_process, locked_until, token, fence, created_at, updated_at)" + source
 	returning := " RETURNING " + acquired(f)
 	switch {
-	case !d.srv.returning:
+	case !withReturning:
 		returning = ""
 	case d.clientClock: // the caller knows the times it passed
 		returning = " RETURNING token, fence"

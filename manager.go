@@ -236,10 +236,13 @@ func (m *Manager) tryAcquire(ctx context.Context, name string, c *lockConfig, st
 // 8) a second statement reads the row back by token; an unchanged row (0
 // affected) means the name is held.
 func (m *Manager) runAcquireOnce(ctx context.Context, v *values, dest ...any) (bool, error) {
-	if m.d.srv.returning {
-		return m.query(ctx, m.d.acquire, v, dest...)
+	s := m.d.acquire
+	if m.d.acquireExec.sql != "" && m.onGalera(ctx) { // see galera.go
+		s = m.d.acquireExec
+	} else if m.d.srv.returning {
+		return m.query(ctx, s, v, dest...)
 	}
-	n, err := m.exec(ctx, m.d.acquire, v)
+	n, err := m.exec(ctx, s, v)
 	if err != nil || n == 0 {
 		return false, err
 	}

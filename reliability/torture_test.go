@@ -41,49 +41,57 @@ func currentTortureParams() tortureParams {
 // grew in hold order, that no scope was lost and that the only error seen
 // was ErrLocked.
 func TestTortureMutualExclusion(t *testing.T) {
-	forEachDB(t, func(t *testing.T, tg target) {
-		p := currentTortureParams()
-		db := mustOpen(t, tg)
-		lockT, occT, auditT := tableName("lock"), tableName("occ"), tableName("audit")
-		m := newManager(t, db, lockT)
-		names := make([]string, p.Names)
-		for i := range names {
-			names[i] = fmt.Sprintf("torture-%d", i)
-		}
-		require.NoError(t, createAuditTables(db, occT, auditT, names))
-		dropTables(t, db, occT, auditT)
+	forEachDB(t, func(t *testing.T, tg target) { tortureAndCheck(t, tg, currentTortureParams(), nil) })
+}
 
-		started := time.Now()
-		stats := runTortureProcs(t, tg, p, tortureConfig{
-			Driver: tg.Driver, DSN: tg.DSN, LockTable: lockT, OccTable: occT, AuditTable: auditT,
-			Names: names, Goroutines: p.Goroutines, Duration: p.Duration, ScopeExpiry: p.ScopeExpiry,
-		})
-		elapsed := time.Since(started)
-		rep, err := checkAudit(db, auditT)
-		require.NoError(t, err)
-		stillHeld := heldNames(t, m, names)
-		busyOcc := countBusyOcc(t, db, occT)
+// tortureAndCheck runs the torture harness on tg, adjusted by setup if
+// given, and asserts what TestTortureMutualExclusion promises.
+func tortureAndCheck(t *testing.T, tg target, p tortureParams, setup func(*tortureConfig)) {
+	t.Helper()
+	db := mustOpen(t, tg)
+	lockT, occT, auditT := tableName("lock"), tableName("occ"), tableName("audit")
+	m := newManager(t, db, lockT)
+	names := make([]string, p.Names)
+	for i := range names {
+		names[i] = fmt.Sprintf("torture-%d", i)
+	}
+	require.NoError(t, createAuditTables(db, occT, auditT, names))
+	dropTables(t, db, occT, auditT)
 
-		report(t, "torture", map[string]any{
-			"db": tg.Name, "procs": p.Procs, "goroutines": p.Goroutines, "names": p.Names,
-			"seconds": elapsed.Seconds(), "holds": rep.Holds, "holds_per_s": float64(rep.Holds) / elapsed.Seconds(),
-			"by_kind": stats.ByKind, "locked_answers": stats.Locked, "overlaps": rep.Overlaps,
-			"fence_backwards": rep.FenceBackwards, "lost": stats.Lost, "live_overlaps": stats.LiveOverlaps, "live_fence_backwards": stats.LiveFenceBack,
-			"unexpected_errors": stats.Unexpected, "harness_errors": stats.Harness,
-		})
-		assert.Zero(t, rep.Overlaps, "holds of one name overlapped: %v", rep.Examples)
-		assert.Zero(t, rep.FenceBackwards, "fences did not grow in hold order: %v", rep.Examples)
-		assert.Zero(t, stats.LiveOverlaps, "occupancy taken by another holder, seen live: %v", stats.Violations)
-		assert.Zero(t, stats.LiveFenceBack, "fence lower than the previous hold's, seen live: %v", stats.Violations)
-		assert.Zero(t, stats.Lost, "scopes lost without any fault")
-		assert.Empty(t, stats.Unexpected, "errors other than ErrLocked")
-		assert.Empty(t, stats.Harness, "the harness's own statements failed")
-		assert.Equal(t, int(stats.Holds), rep.Holds, "holds reported by workers vs audit rows")
-		assert.Empty(t, stillHeld, "names still locked after every holder released")
-		assert.Zero(t, busyOcc, "occupancy rows still taken after the run")
-		assert.Positive(t, rep.Holds)
-		assert.Positive(t, stats.Locked, "no contention: the harness did not test anything")
+	cfg := tortureConfig{
+		Driver: tg.Driver, DSN: tg.DSN, LockTable: lockT, OccTable: occT, AuditTable: auditT,
+		Names: names, Goroutines: p.Goroutines, Duration: p.Duration, ScopeExpiry: p.ScopeExpiry,
+	}
+	if setup != nil {
+		setup(&cfg)
+	}
+	started := time.Now()
+	stats := runTortureProcs(t, tg, p, cfg)
+	elapsed := time.Since(started)
+	rep, err := checkAudit(db, auditT)
+	require.NoError(t, err)
+	stillHeld := heldNames(t, m, names)
+	busyOcc := countBusyOcc(t, db, occT)
+
+	report(t, "torture", map[string]any{
+		"db": tg.Name, "procs": p.Procs, "goroutines": p.Goroutines, "names": p.Names,
+		"seconds": elapsed.Seconds(), "holds": rep.Holds, "holds_per_s": float64(rep.Holds) / elapsed.Seconds(),
+		"by_kind": stats.ByKind, "locked_answers": stats.Locked, "overlaps": rep.Overlaps,
+		"fence_backwards": rep.FenceBackwards, "lost": stats.Lost, "live_overlaps": stats.LiveOverlaps, "live_fence_backwards": stats.LiveFenceBack,
+		"unexpected_errors": stats.Unexpected, "harness_errors": stats.Harness,
 	})
+	assert.Zero(t, rep.Overlaps, "holds of one name overlapped: %v", rep.Examples)
+	assert.Zero(t, rep.FenceBackwards, "fences did not grow in hold order: %v", rep.Examples)
+	assert.Zero(t, stats.LiveOverlaps, "occupancy taken by another holder, seen live: %v", stats.Violations)
+	assert.Zero(t, stats.LiveFenceBack, "fence lower than the previous hold's, seen live: %v", stats.Violations)
+	assert.Zero(t, stats.Lost, "scopes lost without any fault")
+	assert.Empty(t, stats.Unexpected, "errors other than ErrLocked")
+	assert.Empty(t, stats.Harness, "the harness's own statements failed")
+	assert.Equal(t, int(stats.Holds), rep.Holds, "holds reported by workers vs audit rows")
+	assert.Empty(t, stillHeld, "names still locked after every holder released")
+	assert.Zero(t, busyOcc, "occupancy rows still taken after the run")
+	assert.Positive(t, rep.Holds)
+	assert.Positive(t, stats.Locked, "no contention: the harness did not test anything")
 }
 
 // runTortureProcs starts p.Procs workers and sums their stats.
