@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"gorm.io/gorm"
 )
@@ -235,13 +236,63 @@ func (m *Manager) migrateMySQLFences(db *gorm.DB) error {
 	if !m.d.fenceTriggers {
 		return nil
 	}
-	for _, tr := range m.d.fenceTriggerDDL() {
-		if err := db.Exec(tr.ddl).Error; err != nil {
+	return m.createFenceTriggers(ctx)
+}
+
+// createFenceTriggers creates the fence triggers that are missing. On
+// Galera it does so holding a lock of this table (migrateLockName): two
+// nodes creating one trigger at the same moment leave MariaDB 10.11's
+// total-order DDL waiting forever ("Waiting to execute in isolation"),
+// and every later DDL of the cluster with it.
+func (m *Manager) createFenceTriggers(ctx context.Context) error {
+	missing, err := m.missingFenceTriggers(ctx)
+	if err != nil || len(missing) == 0 {
+		return err
+	}
+	if m.onGalera(ctx) && !m.inTx {
+		// The table exists by now; the lock must not wait for the table
+		// check, which waits for this migration.
+		lm := m.unchecked()
+		l, err := lm.GetLock(ctx, migrateLockName, Expires(2*time.Minute), Wait(2*time.Minute))
+		if err != nil {
+			return err
+		}
+		defer func() { _ = lm.Release(context.WithoutCancel(ctx), l) }()
+		if missing, err = m.missingFenceTriggers(ctx); err != nil {
+			return err
+		}
+	}
+	for _, tr := range missing {
+		if err := m.conn(ctx).Exec(tr.ddl).Error; err != nil {
 			return fmt.Errorf("create trigger %s (needs the TRIGGER privilege; with binary logging on, "+
 				"also SUPER or log_bin_trust_function_creators=1): %w", tr.name, err)
 		}
 	}
 	return nil
+}
+
+// migrateLockName is the lock a migration on Galera holds while it
+// creates triggers.
+const migrateLockName = "lockmgr:migrate:fence-triggers"
+
+// missingFenceTriggers lists the fence triggers the table lacks, asking a
+// Galera node after it has applied the cluster's earlier DDL.
+func (m *Manager) missingFenceTriggers(ctx context.Context) ([]fenceTrigger, error) {
+	var missing []fenceTrigger
+	for _, tr := range m.d.fenceTriggerDDL() {
+		q := `SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = COALESCE(?, DATABASE()) AND TRIGGER_NAME = ?`
+		if m.onGalera(ctx) {
+			q = syncWaitPrefix + q
+		}
+		var n int64
+		if err := m.conn(ctx).Raw(q, m.d.schema(m.tableName), tr.name).Scan(&n).Error; err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			missing = append(missing, tr)
+		}
+	}
+	return missing, nil
 }
 
 // addFenceHWM adds hwm to a <table>_fence made before it existed and
@@ -298,18 +349,11 @@ func (m *Manager) mysqlFenceGaps(db *gorm.DB) ([]string, error) {
 	if !m.d.fenceTriggers {
 		return gaps, nil
 	}
-	for _, tr := range m.d.fenceTriggerDDL() {
-		var count int64
-		err := db.Raw(`SELECT COUNT(*) FROM information_schema.TRIGGERS
-			WHERE TRIGGER_SCHEMA = COALESCE(?, DATABASE()) AND TRIGGER_NAME = ?`, m.d.schema(m.tableName), tr.name).Scan(&count).Error
-		if err != nil {
-			return nil, err
-		}
-		if count == 0 {
-			gaps = append(gaps, "trigger "+tr.name)
-		}
+	missing, err := m.missingFenceTriggers(db.Statement.Context)
+	for _, tr := range missing {
+		gaps = append(gaps, "trigger "+tr.name)
 	}
-	return gaps, nil
+	return gaps, err
 }
 
 // mysqlHas reports whether information_schema.<view> has a row for table

@@ -21,7 +21,11 @@ import (
 //     timeouts) are run again: each is safe to repeat, since a rolled-back
 //     attempt changed nothing (retrying, below);
 //   - fences come from a bucket row that acquisitions write (see
-//     fenceTriggerDDL), which certification orders across nodes.
+//     fenceTriggerDDL), which certification orders across nodes;
+//   - acquisition does not use INSERT … RETURNING there but, as on MySQL
+//     8, the upsert and a read-back by token: MariaDB 10.11 sometimes never
+//     ends a RETURNING result whose transaction certification aborted (a
+//     trigger wrote another row), and the client waits forever.
 //
 // Whether a MariaDB server is a Galera node is asked once per Manager, on
 // first use; a MySQL 8 or TiDB server is never asked and never sent
@@ -38,7 +42,7 @@ func (d *dialect) addSynced() {
 	if d.kind != "mysql" || !d.srv.mariadb {
 		return
 	}
-	for _, s := range []*stmt{&d.acquire, &d.release, &d.unlock, &d.isLocked, &d.renewMax, &d.renewAdd,
+	for _, s := range []*stmt{&d.acquire, &d.acquireExec, &d.release, &d.unlock, &d.isLocked, &d.renewMax, &d.renewAdd,
 		&d.clean, &d.reset, &d.list, &d.readBack, &d.get} {
 		if s.sql != "" {
 			s.synced = syncWaitPrefix + s.sql

@@ -2,6 +2,7 @@ package lockmgr
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -200,7 +201,10 @@ func validateLock(l *Lock) error {
 // statement, taking over an expired holder's row. When the name is held it
 // returns an error matching ErrLocked at once, or, with Wait(d), retries
 // until d passes or ctx ends (then the error matches both ErrLocked and
-// ctx's error). Of any number of concurrent callers exactly one wins.
+// ctx's error). Of any number of concurrent callers exactly one wins. An
+// attempt the database rolls back (a deadlock it broke, a Galera
+// certification conflict) is repeated; if it keeps being rolled back, the
+// error matches ErrLocked and carries the database's error too.
 func (m *Manager) GetLock(ctx context.Context, name string, opts ...LockOption) (*Lock, error) {
 	c, err := prepare(name, opts)
 	if err != nil {
@@ -226,6 +230,12 @@ func (m *Manager) tryAcquire(ctx context.Context, name string, c *lockConfig, st
 		dest = dest[:2]
 	}
 	found, err := m.runAcquireOnce(ctx, &v, dest...)
+	if err != nil && m.d.retryable(err, m.inTx) {
+		// Rolled back maxStatementAttempts times: concurrent acquisitions
+		// (on Galera, on other nodes) kept winning the conflict.
+		m.event(ctx, m.hooks.OnContended, &Lock{Name: name}, start, "lockmgr: contended")
+		return nil, errors.Join(heldError(name), fmt.Errorf("lockmgr: acquire %q: %w", name, err))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("lockmgr: acquire %q: %w", name, err)
 	}
@@ -250,10 +260,13 @@ func (m *Manager) runAcquireOnce(ctx context.Context, v *values, dest ...any) (b
 	if m.d.fenceBump.sql != "" {
 		return m.acquireBumpingFence(ctx, v, dest...)
 	}
-	if m.d.srv.returning {
-		return m.query(ctx, m.d.acquire, v, dest...)
+	s := m.d.acquire
+	if m.d.acquireExec.sql != "" && m.onGalera(ctx) { // see galera.go
+		s = m.d.acquireExec
+	} else if m.d.srv.returning {
+		return m.query(ctx, s, v, dest...)
 	}
-	n, err := m.exec(ctx, m.d.acquire, v)
+	n, err := m.exec(ctx, s, v)
 	if err != nil || n == 0 {
 		return false, err
 	}

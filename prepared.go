@@ -201,7 +201,7 @@ func interpolates(dialector gorm.Dialector) bool {
 // statements is the set of SQL texts worth preparing.
 func (d *dialect) statements() map[string]bool {
 	known := map[string]bool{}
-	for _, s := range []stmt{d.acquire, d.release, d.releaseNotify, d.unlock, d.unlockNotify,
+	for _, s := range []stmt{d.acquire, d.acquireExec, d.release, d.releaseNotify, d.unlock, d.unlockNotify,
 		d.isLocked, d.renewMax, d.renewAdd, d.clean, d.list, d.readUntil, d.casUntil, d.readBack, d.get, d.fenceBump} {
 		if s.sql != "" {
 			known[s.sql] = true

@@ -33,6 +33,16 @@ func newSchemaState() *schemaState {
 	return &schemaState{sem: make(chan struct{}, 1)}
 }
 
+// unchecked returns a copy of m whose calls skip the table check: for the
+// migration's own use of the lock table, which must not wait for the
+// check that waits for the migration.
+func (m *Manager) unchecked() *Manager {
+	c := *m
+	c.schema = newSchemaState()
+	c.schema.ok.Store(true)
+	return &c
+}
+
 // stale makes the next call check the table again.
 func (s *schemaState) stale() {
 	s.ok.Store(false)

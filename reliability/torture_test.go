@@ -41,13 +41,13 @@ func currentTortureParams() tortureParams {
 // grew in hold order, that no scope was lost and that the only error seen
 // was ErrLocked.
 func TestTortureMutualExclusion(t *testing.T) {
-	forEachDB(t, tortureMutualExclusion)
+	forEachDB(t, func(t *testing.T, tg target) { tortureAndCheck(t, tg, currentTortureParams(), nil) })
 }
 
 // TestTortureTiDB runs the same harness against a TiDB server when
 // LOCKMGR_TEST_TIDB_DSN names one (CI starts one: .ci/engines/tidb.sh).
 func TestTortureTiDB(t *testing.T) {
-	tortureMutualExclusion(t, tidbTarget(t))
+	tortureAndCheck(t, tidbTarget(t), currentTortureParams(), nil)
 }
 
 // tidbTarget is the TiDB server LOCKMGR_TEST_TIDB_DSN names; the test is
@@ -61,8 +61,10 @@ func tidbTarget(t *testing.T) target {
 	return target{Name: "tidb", Driver: "mysql", DSN: dsn}
 }
 
-func tortureMutualExclusion(t *testing.T, tg target) {
-	p := currentTortureParams()
+// tortureAndCheck runs the torture harness on tg, adjusted by setup if
+// given, and asserts what TestTortureMutualExclusion promises.
+func tortureAndCheck(t *testing.T, tg target, p tortureParams, setup func(*tortureConfig)) {
+	t.Helper()
 	db := mustOpen(t, tg)
 	lockT, occT, auditT := tableName("lock"), tableName("occ"), tableName("audit")
 	m := newManager(t, db, lockT)
@@ -73,11 +75,15 @@ func tortureMutualExclusion(t *testing.T, tg target) {
 	require.NoError(t, createAuditTables(db, occT, auditT, names))
 	dropTables(t, db, occT, auditT)
 
-	started := time.Now()
-	stats := runTortureProcs(t, tg, p, tortureConfig{
+	cfg := tortureConfig{
 		Driver: tg.Driver, DSN: tg.DSN, LockTable: lockT, OccTable: occT, AuditTable: auditT,
 		Names: names, Goroutines: p.Goroutines, Duration: p.Duration, ScopeExpiry: p.ScopeExpiry,
-	})
+	}
+	if setup != nil {
+		setup(&cfg)
+	}
+	started := time.Now()
+	stats := runTortureProcs(t, tg, p, cfg)
 	elapsed := time.Since(started)
 	rep, err := checkAudit(db, auditT)
 	require.NoError(t, err)

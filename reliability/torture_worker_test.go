@@ -26,6 +26,11 @@ type tortureConfig struct {
 	Seed                            int64
 	Proc                            int
 	OutFile                         string
+	// NodeDSNs, when set, are the nodes of a cluster (galera_test.go):
+	// lock calls go to node Proc % len, or with Spread each statement to a
+	// random node; the harness's own tables stay on DSN.
+	NodeDSNs []string
+	Spread   bool
 }
 
 // tortureStats is what a worker process reports back.
@@ -104,7 +109,12 @@ func runTortureChild(raw string) int {
 		sqlDB.SetMaxOpenConns(cfg.Goroutines + 2)
 		defer sqlDB.Close()
 	}
-	m, err := lockmgr.New(db, lockmgr.WithTable(cfg.LockTable))
+	lockDB, err := openLockDB(cfg, db)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	m, err := lockmgr.New(lockDB, lockmgr.WithTable(cfg.LockTable))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
