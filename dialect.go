@@ -115,6 +115,7 @@ type dialect struct {
 	fenceTriggers bool
 
 	acquire, release, releaseNotify, unlock, unlockNotify stmt
+	releaseWatched, unlockWatched                         stmt // NOTIFY only a watched name (Watcher)
 	acquireExec                                           stmt // acquire without RETURNING, for a Galera node (galera.go)
 	isLocked, renewMax, renewAdd, clean, reset, list      stmt
 	liveFlag                                              stmt   // 1 for a live row, else 0
@@ -260,6 +261,10 @@ func (d *dialect) build(f fragments) {
 		"SELECT count(*) FROM d, pg_notify(@channel, d.name)")
 	d.unlockNotify = d.compile("WITH d AS (DELETE FROM " + t + " WHERE name = @name RETURNING name) " +
 		"SELECT count(*) FROM d, pg_notify(@channel, d.name)")
+	d.releaseWatched = d.compile("WITH d AS (DELETE FROM " + t + " WHERE name = @name AND token = @token RETURNING name) " +
+		"SELECT count(*) FROM d" + notifyIfWatched)
+	d.unlockWatched = d.compile("WITH d AS (DELETE FROM " + t + " WHERE name = @name RETURNING name) " +
+		"SELECT count(*) FROM d" + notifyIfWatched)
 	d.liveFlag = d.compile("CASE WHEN " + live + " THEN 1 ELSE 0 END")
 	d.isLocked = d.compile("SELECT COUNT(*) FROM " + t + " WHERE name = @name AND " + live)
 	d.renewMax = d.compile(d.renewSQL(f, f.greatest+"(locked_until, "+f.until+")"))
@@ -274,6 +279,16 @@ func (d *dialect) build(f fragments) {
 	d.list = d.compile("SELECT " + d.columns + " FROM " + t + " WHERE " + live + " ORDER BY name" + f.byteOrder)
 	d.get = d.compile("SELECT " + d.columns + " FROM " + t + " WHERE name = @name AND " + live)
 }
+
+// notifyIfWatched joins a deleted row d to a NOTIFY of its name sent only
+// when some session holds the shared advisory lock a Watcher takes while
+// its process waits for the name: the exclusive lock is then not to be had.
+// When it is, it is let go within the same expression; advisory locks live
+// in memory, so the test costs no I/O and no NOTIFY, which PostgreSQL
+// serialises across all the commits that send one.
+const notifyIfWatched = " LEFT JOIN LATERAL (SELECT pg_notify(@channel, d.name) WHERE CASE" +
+	" WHEN pg_try_advisory_lock(hashtext(@channel), hashtext(d.name))" +
+	" THEN NOT pg_advisory_unlock(hashtext(@channel), hashtext(d.name)) ELSE true END) n ON true"
 
 // acquireSQL is the one-statement acquisition: insert, or take over a row
 // whose expiry has passed, and return the row as it stands afterwards.

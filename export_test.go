@@ -3,6 +3,7 @@ package lockmgr
 import (
 	"context"
 	"database/sql"
+	"time"
 
 	"gorm.io/gorm"
 )
@@ -44,3 +45,24 @@ func WithPreparation(m *Manager, on bool) *Manager {
 	c.db = s
 	return &c
 }
+
+// SetBackoff sets Wait's backoff bounds and returns a function that
+// restores them; tests call it before any waiter starts.
+func SetBackoff(lo, hi time.Duration) (restore func()) {
+	oldLo, oldHi := waitMin, waitMax
+	waitMin, waitMax = lo, hi
+	return func() { waitMin, waitMax = oldLo, oldHi }
+}
+
+// WakeLocal wakes a waiter of name as a release seen by this process does.
+func WakeLocal(table, name string) { wakeLocal(table, name) }
+
+// LocalWaiters is how many waiters of this process queue for name in table.
+func LocalWaiters(table, name string) int {
+	local.mu.Lock()
+	defer local.mu.Unlock()
+	return len(local.queues[waitKey(table, name)])
+}
+
+// TableName is m's table.
+func TableName(m *Manager) string { return m.tableName }

@@ -43,6 +43,25 @@ type Notifier interface {
 	Subscribe(channel string, fn func(name string)) (stop func())
 }
 
+// Watcher is a Notifier that tells other processes which names this one
+// waits for, so that a release announces itself only when somebody waits
+// for its name: NOTIFY serialises the commits that send it, and sending one
+// on every release makes every lock call dearer under concurrency.
+//
+// From Watch until stop is called, the Watcher must hold PostgreSQL's
+// shared advisory lock (hashtext(channel), hashtext(name)) in a session
+// that stays open; a release NOTIFYs when it cannot take that lock
+// exclusively for an instant. Package pgnotify's Listener is a Watcher.
+// With a Notifier that is not one, every release NOTIFYs; all the
+// processes sharing a table must use Watchers, or none.
+type Watcher interface {
+	Notifier
+	// Watch announces that this process waits for name on channel until
+	// stop is called. Calls nest: each stop undoes one Watch. It must not
+	// block; the announcement may take effect a moment later.
+	Watch(channel, name string) (stop func())
+}
+
 var hostname = sync.OnceValue(func() string {
 	h, err := os.Hostname()
 	if err != nil || h == "" {

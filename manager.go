@@ -308,7 +308,7 @@ func (m *Manager) Release(ctx context.Context, l *Lock) error {
 	start := time.Now()
 	var v values
 	v[aName], v[aToken] = l.Name, l.Token
-	n, err := m.delete(ctx, m.d.release, m.d.releaseNotify, &v)
+	n, err := m.delete(ctx, m.d.release, m.d.releaseNotify, m.d.releaseWatched, &v)
 	if err != nil {
 		m.warn(ctx, "lockmgr: release failed", l.Name, err)
 		return fmt.Errorf("lockmgr: release %q: %w", l.Name, err)
@@ -329,7 +329,7 @@ func (m *Manager) Unlock(ctx context.Context, name string) error {
 	start := time.Now()
 	var v values
 	v[aName] = name
-	n, err := m.delete(ctx, m.d.unlock, m.d.unlockNotify, &v)
+	n, err := m.delete(ctx, m.d.unlock, m.d.unlockNotify, m.d.unlockWatched, &v)
 	if err != nil {
 		return fmt.Errorf("lockmgr: unlock %q: %w", name, err)
 	}
@@ -340,10 +340,14 @@ func (m *Manager) Unlock(ctx context.Context, name string) error {
 }
 
 // delete runs a DELETE, announcing it on the notifier's channel in the
-// same statement when there is one.
-func (m *Manager) delete(ctx context.Context, plain, notify stmt, v *values) (int64, error) {
+// same statement when there is one: always with a plain Notifier, and only
+// when another process watches the name with a Watcher.
+func (m *Manager) delete(ctx context.Context, plain, notify, watched stmt, v *values) (int64, error) {
 	if m.channel == "" {
 		return m.exec(ctx, plain, v)
+	}
+	if _, ok := m.notifier.(Watcher); ok {
+		notify = watched
 	}
 	v[aChannel] = m.channel
 	var n int64

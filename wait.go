@@ -4,15 +4,21 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"reflect"
+	"slices"
 	"sync"
 	"time"
 )
 
-// Backoff bounds for Wait: the first retry comes after about minBackoff,
-// each later one after up to twice the last, never more than maxBackoff.
-const (
-	minBackoff = 2 * time.Millisecond
-	maxBackoff = time.Second
+// minBackoff is the first step of lockmgr's retry backoffs.
+const minBackoff = 2 * time.Millisecond
+
+// Backoff bounds for Wait: the first retry comes after about waitMin, each
+// later one after up to twice the last, never more than waitMax (variables
+// only so that tests can tell a wake-up from a retry).
+var (
+	waitMin = minBackoff
+	waitMax = time.Second
 )
 
 // acquire is tryAcquire, retried while the name is held and c.wait allows.
@@ -36,15 +42,27 @@ func (m *Manager) waitable(err error) bool {
 
 // waitAcquire sleeps with jittered exponential backoff between attempts,
 // waking early when a release of name is seen, and makes its last attempt
-// at the deadline, never after it.
-func (m *Manager) waitAcquire(ctx context.Context, name string, c *lockConfig, start time.Time) (*Lock, time.Time, error) {
+// at the deadline, never after it. The waiters of one name in this process
+// queue in the order they began waiting, and a release wakes the first of
+// them only (wakeOne); a waiter that was woken and leaves without the lock
+// passes the wake-up on, so a free lock never waits for a backoff while a
+// waiter of this process could take it.
+func (m *Manager) waitAcquire(ctx context.Context, name string, c *lockConfig, start time.Time) (l *Lock, sent time.Time, err error) {
 	deadline := start.Add(c.wait)
-	wake := make(chan struct{}, 1)
-	defer m.subscribe(name, wake)()
+	w := &waiter{wake: make(chan struct{}, 1)}
+	// woken: a release was seen since the last attempt that found the name
+	// held, so the lock may be free now.
+	woken := false
+	defer func() {
+		if l == nil && (woken || len(w.wake) > 0) {
+			local.wakeOne(m.tableName, name)
+		}
+	}()
+	defer m.subscribe(name, w)()
 	m.checkNotifier(ctx)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	step := minBackoff
+	step := waitMin
 	for {
 		left := time.Until(deadline)
 		if left <= 0 {
@@ -54,18 +72,21 @@ func (m *Manager) waitAcquire(ctx context.Context, name string, c *lockConfig, s
 		select {
 		case <-ctx.Done():
 			return nil, time.Time{}, errors.Join(heldError(name), context.Cause(ctx))
-		case <-wake:
-			step = minBackoff
+		case <-w.wake:
+			step, woken = waitMin, true
 		case <-timer.C:
-			step = min(2*step, maxBackoff)
+			step = min(2*step, waitMax)
 		}
-		sent := time.Now()
-		l, err := m.tryAcquire(ctx, name, c, start)
+		sent = time.Now()
+		l, err = m.tryAcquire(ctx, name, c, start)
 		if err != nil && ctx.Err() != nil {
 			return nil, time.Time{}, errors.Join(heldError(name), context.Cause(ctx))
 		}
 		if !m.waitable(err) {
 			return l, sent, err
+		}
+		if errors.Is(err, ErrLocked) {
+			woken = false // held again: its release will wake this queue
 		}
 	}
 }
@@ -87,61 +108,120 @@ func jitter(d time.Duration) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// subscribe arranges for wake to be signalled when name is released by
-// this process, or by another one the notifier hears from.
-func (m *Manager) subscribe(name string, wake chan struct{}) (stop func()) {
-	signal := func() {
-		select {
-		case wake <- struct{}{}:
-		default:
-		}
-	}
-	stopLocal := local.subscribe(m.tableName, name, signal)
+// subscribe queues w behind this process's other waiters of name, so that
+// a release of name by this process, or by another one the notifier hears
+// from, wakes it in turn; with a Watcher notifier it also tells other
+// processes that this one waits, so that their releases notify.
+func (m *Manager) subscribe(name string, w *waiter) (stop func()) {
+	stopLocal := local.subscribe(m.tableName, name, w)
 	if m.notifier == nil || m.channel == "" {
 		return stopLocal
 	}
-	stopRemote := m.notifier.Subscribe(m.channel, func(released string) {
-		if released == name {
-			signal()
-		}
-	})
-	return func() { stopLocal(); stopRemote() }
+	stopRemote := remote.subscribe(m.notifier, m.notifierID(), m.channel, m.tableName)
+	stopWatch := func() {}
+	if wn, ok := m.notifier.(Watcher); ok {
+		stopWatch = wn.Watch(m.channel, name)
+	}
+	return func() { stopWatch(); stopRemote(); stopLocal() }
+}
+
+// A waiter is one waitAcquire in the local queue of its name.
+type waiter struct {
+	wake chan struct{} // capacity 1: a wake-up not yet taken
 }
 
 // local is the process-wide registry of waiters, keyed by table and name,
-// so that a release by any Manager wakes waiters of every Manager in this
+// so that a release by any Manager reaches waiters of every Manager in this
 // process at once.
-var local = &waiters{subs: map[string]map[*func()]struct{}{}}
+var local = &waiters{queues: map[string][]*waiter{}}
 
 type waiters struct {
-	mu   sync.Mutex
-	subs map[string]map[*func()]struct{}
+	mu     sync.Mutex
+	queues map[string][]*waiter // in the order they began waiting
 }
 
-func (w *waiters) subscribe(table, name string, fn func()) (stop func()) {
-	key, p := table+"\x00"+name, &fn
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.subs[key] == nil {
-		w.subs[key] = map[*func()]struct{}{}
-	}
-	w.subs[key][p] = struct{}{}
+func waitKey(table, name string) string { return table + "\x00" + name }
+
+func (ws *waiters) subscribe(table, name string, w *waiter) (stop func()) {
+	key := waitKey(table, name)
+	ws.mu.Lock()
+	ws.queues[key] = append(ws.queues[key], w)
+	ws.mu.Unlock()
 	return func() {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		delete(w.subs[key], p)
-		if len(w.subs[key]) == 0 {
-			delete(w.subs, key)
+		ws.mu.Lock()
+		defer ws.mu.Unlock()
+		q := slices.DeleteFunc(ws.queues[key], func(o *waiter) bool { return o == w })
+		if len(q) == 0 {
+			delete(ws.queues, key)
+		} else {
+			ws.queues[key] = q
 		}
 	}
 }
 
-func (w *waiters) wake(table, name string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	for fn := range w.subs[table+"\x00"+name] {
-		(*fn)()
+// wakeOne wakes the first waiter of name without a wake-up pending: one
+// release, one attempt. A waiter busy with an attempt is woken too, as its
+// attempt may have found the name held just before the release.
+func (ws *waiters) wakeOne(table, name string) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	for _, w := range ws.queues[waitKey(table, name)] {
+		select {
+		case w.wake <- struct{}{}:
+			return
+		default:
+		}
 	}
 }
 
-func wakeLocal(table, name string) { local.wake(table, name) }
+// remote holds one notifier subscription per notifier, channel and table
+// while this process has waiters on it; each release it hears of wakes one
+// local waiter of the name, as a release in this process does.
+var remote = &remoteSubs{subs: map[remoteKey]*remoteSub{}}
+
+type remoteKey struct {
+	id             any // the notifier, or its Manager's stand-in (notifierID)
+	channel, table string
+}
+
+type remoteSub struct {
+	refs int
+	stop func()
+}
+
+type remoteSubs struct {
+	mu   sync.Mutex
+	subs map[remoteKey]*remoteSub
+}
+
+func (r *remoteSubs) subscribe(n Notifier, id any, channel, table string) (stop func()) {
+	key := remoteKey{id, channel, table}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.subs[key]
+	if s == nil {
+		s = &remoteSub{stop: n.Subscribe(channel, func(name string) { local.wakeOne(table, name) })}
+		r.subs[key] = s
+	}
+	s.refs++
+	return sync.OnceFunc(func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if s.refs--; s.refs == 0 {
+			delete(r.subs, key)
+			s.stop()
+		}
+	})
+}
+
+// notifierID identifies m's notifier in remote: the notifier itself when it
+// is a pointer, so that Managers sharing one share its subscription, else a
+// pointer unique to m and its copies (a value may not be comparable).
+func (m *Manager) notifierID() any {
+	if reflect.ValueOf(m.notifier).Kind() == reflect.Pointer {
+		return m.notifier
+	}
+	return m.notifyWarned
+}
+
+func wakeLocal(table, name string) { local.wakeOne(table, name) }

@@ -50,7 +50,8 @@ type Listener struct {
 
 	mu        sync.Mutex
 	subs      map[string]map[*func(string)]struct{}
-	listening map[string]bool    // channels LISTENed on the current connection
+	listening map[string]bool // channels LISTENed on the current connection
+	watches   map[watchKey]*watchState
 	interrupt context.CancelFunc // interrupts the current wait, to LISTEN anew
 	problem   error              // why notifications are not delivered now
 
@@ -70,7 +71,8 @@ func Listen(ctx context.Context, connString string, opts ...Option) (*Listener, 
 		return nil, err
 	}
 	l := &Listener{connString: connString, cfg: cfg, probe: probeChannel(), done: make(chan struct{}),
-		subs: map[string]map[*func(string)]struct{}{}, listening: map[string]bool{}}
+		subs: map[string]map[*func(string)]struct{}{}, listening: map[string]bool{},
+		watches: map[watchKey]*watchState{}}
 	conn, err := l.connect(ctx)
 	if err != nil {
 		return nil, err
@@ -176,36 +178,59 @@ func (l *Listener) hangUp(conn *pgx.Conn) {
 	_ = conn.Close(context.Background())
 	l.mu.Lock()
 	clear(l.listening)
+	l.dropWatches()
 	l.mu.Unlock()
 }
 
-// listenAndWait LISTENs on every subscribed channel, then dispatches
-// notifications and probes delivery until a new channel needs LISTEN
-// (nil) or the connection fails or stops delivering (its error).
+// listenAndWait LISTENs on every subscribed channel and takes the locks of
+// watched names, then dispatches notifications and probes delivery, until
+// the connection fails or stops delivering (its error) or ctx ends.
 func (l *Listener) listenAndWait(ctx context.Context, conn *pgx.Conn) error {
-	if err := l.listenAll(ctx, conn); err != nil {
-		return err
-	}
-	wctx, interrupt := context.WithCancel(ctx)
-	defer interrupt()
-	l.mu.Lock()
-	l.interrupt = interrupt
-	pending, onListen := l.pending(), l.onListen
-	l.mu.Unlock()
-	defer func() {
+	p := newProber(l.cfg)
+	for ctx.Err() == nil {
+		if err := l.listenAll(ctx, conn); err != nil {
+			return err
+		}
+		if err := l.syncWatches(ctx, conn); err != nil {
+			return err
+		}
+		wctx, interrupt := context.WithCancel(ctx)
+		l.mu.Lock()
+		l.interrupt = interrupt
+		lock, unlock, _ := l.watchWork(time.Now())
+		pending, onListen := l.pending() || len(lock)+len(unlock) > 0, l.onListen
+		l.mu.Unlock()
+		err := error(nil)
+		if !pending {
+			if onListen != nil {
+				onListen(conn)
+			}
+			err = l.wait(ctx, wctx, conn, p)
+		}
 		l.mu.Lock()
 		l.interrupt = nil
 		l.mu.Unlock()
-	}()
-	if pending {
-		return nil
+		interrupt()
+		if err != nil {
+			return err
+		}
 	}
-	if onListen != nil {
-		onListen(conn)
-	}
-	p := newProber(l.cfg)
+	return ctx.Err()
+}
+
+// wait dispatches notifications and probes delivery until wctx is
+// interrupted (a new channel to LISTEN on, a new name to watch) or watches
+// are due to change (nil), or the connection fails (its error).
+func (l *Listener) wait(ctx, wctx context.Context, conn *pgx.Conn, p *prober) error {
 	for {
-		n, err := waitUntil(wctx, conn, p.due())
+		l.mu.Lock()
+		_, _, next := l.watchWork(time.Now())
+		l.mu.Unlock()
+		due := p.due()
+		if !next.IsZero() && next.Before(due) {
+			due = next
+		}
+		n, err := waitUntil(wctx, conn, due)
 		switch {
 		case err == nil && n.Channel == l.probe:
 			if p.arrived(n.Payload) {
@@ -215,12 +240,18 @@ func (l *Listener) listenAndWait(ctx context.Context, conn *pgx.Conn) error {
 			l.dispatch(n.Channel, n.Payload)
 		case wctx.Err() != nil:
 			if ctx.Err() == nil {
-				return nil // interrupted to LISTEN on a new channel
+				return nil // interrupted: LISTEN or watch anew
 			}
 			return err
 		case errors.Is(err, context.DeadlineExceeded):
 			if err := p.tick(ctx, conn, l.probe); err != nil {
 				return err
+			}
+			l.mu.Lock()
+			lock, unlock, _ := l.watchWork(time.Now())
+			l.mu.Unlock()
+			if len(lock)+len(unlock) > 0 {
+				return nil
 			}
 		default:
 			return err

@@ -49,31 +49,116 @@ func setup(t *testing.T) (dsn string, db *gorm.DB, m *lockmgr.Manager, l *pgnoti
 	return dsn, db, m, l, table
 }
 
-func TestReleaseNotifiesInTheSameStatement(t *testing.T) {
+// watched reports whether some session holds the shared advisory lock by
+// which a process announces that it waits for name on channel.
+func watched(t *testing.T, conn *pgx.Conn, channel, name string) bool {
+	t.Helper()
+	var free bool
+	require.NoError(t, conn.QueryRow(t.Context(), "SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))", channel, name).Scan(&free))
+	if free {
+		var ok bool
+		require.NoError(t, conn.QueryRow(t.Context(), "SELECT pg_advisory_unlock(hashtext($1), hashtext($2))", channel, name).Scan(&ok))
+	}
+	return !free
+}
+
+// TestReleaseNotifiesOnlyWatchedNames: a release or unlock NOTIFYs, in the
+// statement that deletes the row, only a name some process watches; an
+// unwatched name's release sends nothing, and a watch ends a moment after
+// its last watcher leaves.
+func TestReleaseNotifiesOnlyWatchedNames(t *testing.T) {
 	dsn, _, m, l, table := setup(t)
-	ctx := t.Context()
+	ctx, ch := t.Context(), l.Channel(table)
 	conn, err := pgx.Connect(ctx, dsn)
 	require.NoError(t, err)
 	defer conn.Close(context.Background())
-	_, err = conn.Exec(ctx, "LISTEN "+pgx.Identifier{l.Channel(table)}.Sanitize())
+	_, err = conn.Exec(ctx, "LISTEN "+pgx.Identifier{ch}.Sanitize())
 	require.NoError(t, err)
+	next := func() string {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		n, err := conn.WaitForNotification(wctx)
+		require.NoError(t, err)
+		return n.Payload
+	}
 
+	stopJob := l.Watch(ch, "job")
+	stopJob2 := l.Watch(ch, "job2")
+	require.Eventually(t, func() bool { return watched(t, conn, ch, "job") && watched(t, conn, ch, "job2") },
+		10*time.Second, 5*time.Millisecond, "Watch takes the shared lock")
+	assert.False(t, watched(t, conn, ch, "free"))
+
+	free, err := m.GetLock(ctx, "free")
+	require.NoError(t, err)
+	require.NoError(t, m.Release(ctx, free)) // nobody watches: no NOTIFY
 	lk, err := m.GetLock(ctx, "job")
 	require.NoError(t, err)
 	require.NoError(t, m.Release(ctx, lk))
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	n, err := conn.WaitForNotification(wctx)
-	require.NoError(t, err)
-	assert.Equal(t, "job", n.Payload)
-
+	assert.Equal(t, "job", next(), "the watched release notifies; the unwatched one before it did not")
 	_, err = m.GetLock(ctx, "job2")
 	require.NoError(t, err)
 	require.NoError(t, m.Unlock(ctx, "job2"))
-	n, err = conn.WaitForNotification(wctx)
-	require.NoError(t, err)
-	assert.Equal(t, "job2", n.Payload, "Unlock notifies too")
+	assert.Equal(t, "job2", next(), "Unlock notifies too")
 	require.ErrorIs(t, m.Release(ctx, lk), lockmgr.ErrNotHeld, "a stale release still reports ErrNotHeld")
+
+	stopJob()
+	stopJob() // a second stop is harmless
+	require.Eventually(t, func() bool { return !watched(t, conn, ch, "job") }, 10*time.Second, 20*time.Millisecond,
+		"the watch ends after its last watcher leaves")
+	assert.True(t, watched(t, conn, ch, "job2"), "job2 is still watched")
+	stopJob2()
+	lk, err = m.GetLock(ctx, "job")
+	require.NoError(t, err)
+	require.NoError(t, m.Release(ctx, lk))
+	_, err = conn.Exec(ctx, "SELECT pg_notify($1, 'marker')", ch)
+	require.NoError(t, err)
+	assert.Equal(t, "marker", next(), "a name no longer watched is not notified")
+}
+
+// TestWaiterWatchesItsName: a waiting GetLock makes its process watch the
+// name, through the Manager's Listener, until it has the lock; the watch
+// survives the listener's reconnection.
+func TestWaiterWatchesItsName(t *testing.T) {
+	dsn, _, m, l, table := setup(t)
+	ctx, ch := t.Context(), l.Channel(table)
+	conn, err := pgx.Connect(ctx, dsn)
+	require.NoError(t, err)
+	defer conn.Close(context.Background())
+	lk, err := m.GetLock(ctx, "job")
+	require.NoError(t, err)
+	got := make(chan error, 1)
+	go func() {
+		l, err := m.GetLock(ctx, "job", lockmgr.Wait(time.Minute))
+		if err == nil {
+			err = m.Release(ctx, l)
+		}
+		got <- err
+	}()
+	require.Eventually(t, func() bool { return watched(t, conn, ch, "job") }, 10*time.Second, 5*time.Millisecond,
+		"the waiter's process watches the name")
+
+	var pid int32
+	require.NoError(t, conn.QueryRow(ctx, "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ShareLock' "+
+		"AND classid::bigint = hashtext($1)::bigint & 4294967295 AND objid::bigint = hashtext($2)::bigint & 4294967295",
+		ch, "job").Scan(&pid))
+	_, err = conn.Exec(ctx, "SELECT pg_terminate_backend($1)", pid)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		var now int32
+		err := conn.QueryRow(ctx, "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ShareLock' "+
+			"AND classid::bigint = hashtext($1)::bigint & 4294967295", ch).Scan(&now)
+		return err == nil && now != pid
+	}, 20*time.Second, 20*time.Millisecond, "the reconnected listener watches the name again")
+
+	require.NoError(t, m.Release(ctx, lk))
+	select {
+	case err := <-got:
+		require.NoError(t, err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the waiter never got the lock")
+	}
+	require.Eventually(t, func() bool { return !watched(t, conn, ch, "job") }, 10*time.Second, 20*time.Millisecond,
+		"the watch ends once nobody waits")
 }
 
 func TestWaiterWokenByAnotherProcess(t *testing.T) {
