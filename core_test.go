@@ -19,28 +19,65 @@ import (
 	"github.com/gormlock/lockmgr"
 )
 
-// counter is a GORM logger counting the statements GORM runs, and a
-// connection pool counting the transactions it begins.
+// counter is a connection pool counting the statements run on it and on
+// its transactions (lockmgr's own go to the pool directly, GORM's through
+// it), and the transactions it begins.
 type counter struct {
-	logger.Interface
 	mu    sync.Mutex
 	stmts []string
 	*sql.DB
 	begins atomic.Int64
 }
 
-func (c *counter) LogMode(logger.LogLevel) logger.Interface { return c }
-
-func (c *counter) Trace(_ context.Context, _ time.Time, fc func() (string, int64), _ error) {
-	s, _ := fc()
+func (c *counter) add(q string) {
 	c.mu.Lock()
-	c.stmts = append(c.stmts, s)
+	c.stmts = append(c.stmts, q)
 	c.mu.Unlock()
 }
 
-func (c *counter) BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error) {
+func (c *counter) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	c.add(q)
+	return c.DB.QueryContext(ctx, q, args...)
+}
+
+func (c *counter) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	c.add(q)
+	return c.DB.ExecContext(ctx, q, args...)
+}
+
+func (c *counter) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	c.add(q)
+	return c.DB.QueryRowContext(ctx, q, args...)
+}
+
+func (c *counter) BeginTx(ctx context.Context, opts *sql.TxOptions) (gorm.ConnPool, error) {
 	c.begins.Add(1)
-	return c.DB.BeginTx(ctx, opts)
+	tx, err := c.DB.BeginTx(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &countingTx{Tx: tx, c: c}, nil
+}
+
+// countingTx is a transaction of a counter.
+type countingTx struct {
+	*sql.Tx
+	c *counter
+}
+
+func (t *countingTx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	t.c.add(q)
+	return t.Tx.QueryContext(ctx, q, args...)
+}
+
+func (t *countingTx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	t.c.add(q)
+	return t.Tx.ExecContext(ctx, q, args...)
+}
+
+func (t *countingTx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	t.c.add(q)
+	return t.Tx.QueryRowContext(ctx, q, args...)
 }
 
 func (c *counter) take() []string {
@@ -56,8 +93,8 @@ func (c *counter) take() []string {
 func (e *env) countingManager() (*lockmgr.Manager, *counter) {
 	sqlDB, err := e.db.DB()
 	require.NoError(e.t, err)
-	c := &counter{Interface: logger.Discard, DB: sqlDB}
-	db := e.db.Session(&gorm.Session{NewDB: true, Logger: c, Context: context.Background()})
+	c := &counter{DB: sqlDB}
+	db := e.db.Session(&gorm.Session{NewDB: true, Context: context.Background()})
 	db.Statement.ConnPool = c
 	m, err := lockmgr.New(db, lockmgr.WithTable(e.table))
 	require.NoError(e.t, err)

@@ -43,8 +43,11 @@ var argNames = map[string]argKey{
 
 // stmt is a compiled statement: SQL with ? placeholders and the values to bind.
 type stmt struct {
-	sql  string
-	args []argKey
+	sql string // with ? placeholders, for GORM
+	// native is sql with the driver's own placeholders ($1, $2, … on
+	// PostgreSQL), for the connection pool itself (Manager.pool).
+	native string
+	args   []argKey
 	// synced is sql run with MariaDB Galera's causality checks (see
 	// galera.go); empty where the server cannot have them.
 	synced string
@@ -60,18 +63,25 @@ func (s stmt) bind(v *values) []any {
 	return out
 }
 
-// compile turns "… @name …" into "… ? …" and records the order of names.
+// compile turns "… @name …" into "… ? …" (and "… $1 …" on PostgreSQL)
+// and records the order of names.
 // An unknown name is a bug in this file; newDialect reports it.
 func (d *dialect) compile(tmpl string) stmt {
-	var b strings.Builder
+	var b, n strings.Builder
 	var args []argKey
 	for {
 		i := strings.IndexByte(tmpl, '@')
 		if i < 0 {
 			b.WriteString(tmpl)
-			return stmt{sql: b.String(), args: args}
+			n.WriteString(tmpl)
+			st := stmt{sql: b.String(), args: args}
+			if st.native = st.sql; d.kind == "postgres" {
+				st.native = n.String()
+			}
+			return st
 		}
 		b.WriteString(tmpl[:i])
+		n.WriteString(tmpl[:i])
 		j := i + 1
 		for j < len(tmpl) && (tmpl[j] >= 'a' && tmpl[j] <= 'z') {
 			j++
@@ -82,6 +92,7 @@ func (d *dialect) compile(tmpl string) stmt {
 		}
 		b.WriteByte('?')
 		args = append(args, k)
+		n.WriteString("$" + strconv.Itoa(len(args)))
 		tmpl = tmpl[j:]
 	}
 }

@@ -94,7 +94,7 @@ func (m *Manager) text(ctx context.Context, s stmt) string {
 	if s.synced != "" && m.onGalera(ctx) {
 		return s.synced
 	}
-	return s.sql
+	return s.native
 }
 
 // catchUp makes a Galera node apply what the cluster has committed before

@@ -2,6 +2,7 @@ package lockmgr
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -129,7 +130,7 @@ func (m *Manager) query(ctx context.Context, s stmt, v *values, dest ...any) (fo
 // Galera, certification fails at the end of an INSERT … RETURNING), so
 // rows.Close's error is returned too.
 func (m *Manager) queryOnce(ctx context.Context, s stmt, v *values, dest ...any) (found bool, err error) {
-	rows, err := m.raw(ctx, s, v).Rows()
+	rows, err := m.rows(ctx, s, v)
 	if err != nil {
 		return false, err
 	}
@@ -146,26 +147,33 @@ func (m *Manager) queryOnce(ctx context.Context, s stmt, v *values, dest ...any)
 // exec runs s and returns how many rows it changed.
 func (m *Manager) exec(ctx context.Context, s stmt, v *values) (n int64, err error) {
 	err = m.run(ctx, func() error {
-		res := m.conn(ctx).Exec(m.text(ctx, s), s.bind(v)...)
-		n = res.RowsAffected
-		return res.Error
+		res, err := m.result(ctx, s, v)
+		if err == nil {
+			n, err = res.RowsAffected()
+		}
+		return err
 	})
 	return n, err
 }
 
-// writeSetting is gorm.io/plugin/dbresolver's "use the primary" setting.
-const writeSetting = "gorm:db_resolver:write"
+// pool is the connection pool, or the transaction, that the Manager's
+// *gorm.DB runs its statements on (with lockmgr's prepared statements
+// where session() put them). Lock statements go to it directly: GORM's
+// Raw would re-scan their text for placeholders, and clone a Statement
+// and run its callbacks, on every call, which costs more CPU than a
+// SQLite lock cycle's own work. So GORM's logger and plugins do not see
+// them; WithLogger and WithHooks do. A dbresolver plugin's replicas are
+// never used: the pool is the primary.
+func (m *Manager) pool() gorm.ConnPool { return m.db.Statement.ConnPool }
 
-// raw starts a query on the Manager's session with one fresh GORM
-// Statement: WithContext would copy the session's Config and Statement,
-// and Raw copy the Statement again, on every lock call. The query is
-// marked for the primary, as session() explains (a write goes there
-// anyway).
-func (m *Manager) raw(ctx context.Context, s stmt, v *values) *gorm.DB {
-	tx := m.db.Raw(m.text(ctx, s), s.bind(v)...)
-	tx.Statement.Context = ctx
-	tx.Statement.Settings.Store(writeSetting, struct{}{})
-	return tx
+// rows starts s on the pool.
+func (m *Manager) rows(ctx context.Context, s stmt, v *values) (*sql.Rows, error) {
+	return m.pool().QueryContext(ctx, m.text(ctx, s), s.bind(v)...)
+}
+
+// result runs s on the pool.
+func (m *Manager) result(ctx context.Context, s stmt, v *values) (sql.Result, error) {
+	return m.pool().ExecContext(ctx, m.text(ctx, s), s.bind(v)...)
 }
 
 func (m *Manager) lockedBy(c *lockConfig) string {

@@ -2,11 +2,10 @@ package lockmgr
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
-
-	"gorm.io/gorm"
 )
 
 // Renew extends l if its token still holds the name, in one statement:
@@ -81,14 +80,15 @@ func (m *Manager) runRenew(ctx context.Context, s stmt, v *values) (until any, f
 		found, err = m.query(ctx, s, v, &until)
 		return until, found, err
 	}
-	res := gorm.WithResult()
-	err = m.run(ctx, func() error {
-		return m.conn(ctx).Clauses(res).Exec(m.text(ctx, s), s.bind(v)...).Error
+	var res sql.Result
+	err = m.run(ctx, func() (err error) {
+		res, err = m.result(ctx, s, v)
+		return err
 	})
 	if err != nil {
 		return nil, false, err
 	}
-	id, err := res.Result.LastInsertId()
+	id, err := res.LastInsertId()
 	switch {
 	case err != nil || id == 0:
 		return nil, false, err

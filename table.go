@@ -65,7 +65,7 @@ func (m *Manager) List(ctx context.Context) ([]Lock, error) {
 	m.d.fill(&v, 0)
 	var out []Lock
 	err := m.run(ctx, func() error {
-		rows, err := m.conn(ctx).Raw(m.text(ctx, m.d.list), m.d.list.bind(&v)...).Rows()
+		rows, err := m.rows(ctx, m.d.list, &v)
 		if err != nil {
 			return err
 		}
@@ -98,7 +98,7 @@ func (m *Manager) Get(ctx context.Context, name string) (*Lock, error) {
 	v[aName] = name
 	var l *Lock
 	err := m.run(ctx, func() error {
-		rows, err := m.conn(ctx).Raw(m.text(ctx, m.d.get), m.d.get.bind(&v)...).Rows()
+		rows, err := m.rows(ctx, m.d.get, &v)
 		if err != nil {
 			return err
 		}
