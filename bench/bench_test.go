@@ -28,7 +28,7 @@ func testConfig(t *testing.T) *config {
 	t.Helper()
 	cfg, err := parseFlags([]string{
 		"-rounds", "1", "-dur", "50ms", "-conc", "1,4", "-rows", "0,1000", "-setlock", "1,5",
-		"-handoff-workers", "3", "-handoff-dur", "500ms", "-soak", "2s", "-django-poll", "100ms",
+		"-handoff-workers", "3", "-handoff-local", "3", "-handoff-dur", "500ms", "-soak", "2s", "-django-poll", "100ms",
 		"-redis", os.Getenv("LOCKMGR_TEST_REDIS_ADDR"), "-sqlite-dir", t.TempDir(),
 	}, io.Discard)
 	require.NoError(t, err)

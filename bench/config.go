@@ -35,6 +35,7 @@ type config struct {
 	TableConc      int           `json:"table_concurrency"`
 	SetSizes       []int         `json:"setlock_names"`
 	HandoffWorkers int           `json:"handoff_workers"`
+	HandoffLocal   int           `json:"handoff_local_workers"`
 	HandoffDur     time.Duration `json:"handoff_ns"`
 	CrossProcess   bool          `json:"cross_process"`
 	Hold           time.Duration `json:"hold_ns"`
@@ -67,6 +68,7 @@ var quickValues = map[string]string{
 	"dur":             "200ms",
 	"rows":            "0,100000",
 	"handoff-workers": "8",
+	"handoff-local":   "16",
 	"handoff-dur":     "2s",
 	"soak":            "5s",
 }
@@ -95,7 +97,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	rows := fs.String("rows", "0,100000,1000000", "other rows in the table for the table-size workload")
 	fs.IntVar(&c.TableConc, "table-conc", 1, "goroutines of the table-size cycle")
 	sets := fs.String("setlock", "1,10,100", "names per SetLock call")
-	fs.IntVar(&c.HandoffWorkers, "handoff-workers", 16, "workers contending for one name")
+	fs.IntVar(&c.HandoffWorkers, "handoff-workers", 16, "worker processes contending for one name in the cross-process hand-off")
+	fs.IntVar(&c.HandoffLocal, "handoff-local", 64, "goroutines contending for one name in the in-process hand-off")
 	fs.DurationVar(&c.HandoffDur, "handoff-dur", 10*time.Second, "length of one hand-off run")
 	fs.BoolVar(&c.CrossProcess, "cross-process", true, "also run the hand-off with one worker process per worker")
 	fs.DurationVar(&c.Hold, "hold", time.Millisecond, "how long a hand-off worker holds the lock")
@@ -148,8 +151,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	if c.RedisAddr == "" {
 		c.Lockers = slices.DeleteFunc(c.Lockers, func(s string) bool { return s == lkRedis })
 	}
-	if c.Rounds < 1 || c.Dur <= 0 || c.HandoffWorkers < 1 || c.TableConc < 1 {
-		return nil, fmt.Errorf("rounds, dur, handoff-workers and table-conc must be positive")
+	if c.Rounds < 1 || c.Dur <= 0 || c.HandoffWorkers < 1 || c.HandoffLocal < 1 || c.TableConc < 1 {
+		return nil, fmt.Errorf("rounds, dur, handoff-workers, handoff-local and table-conc must be positive")
 	}
 	c.Command = "go run . " + strings.Join(args, " ")
 	return c, nil

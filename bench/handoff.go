@@ -197,10 +197,11 @@ func handoffInProcess(ctx context.Context, lk locker, spec handoffSpec, workers 
 // handoff runs workload 2 on the runner's database.
 func (r *runner) handoff(ctx context.Context) error {
 	lks := r.ordered(lkLockmgr, lkNotify, lkNative, lkDjango)
-	r.log.Info("workload: contended hand-off", "lockers", labels(lks), "workers", r.cfg.HandoffWorkers, "dur", r.cfg.HandoffDur)
+	r.log.Info("workload: contended hand-off", "lockers", labels(lks), "goroutines", r.cfg.HandoffLocal,
+		"processes", r.cfg.HandoffWorkers, "dur", r.cfg.HandoffDur)
 	for i, lk := range lks {
 		spec := r.handoffSpec(lk.label(), i)
-		res, err := handoffInProcess(ctx, lk, spec, r.cfg.HandoffWorkers, r.cfg.HandoffDur)
+		res, err := handoffInProcess(ctx, lk, spec, r.cfg.HandoffLocal, r.cfg.HandoffDur)
 		res.Locker = lk.label()
 		res.fail(err)
 		if ll, ok := lk.(*lockmgrLocker); ok {

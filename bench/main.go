@@ -124,7 +124,7 @@ func runDB(ctx context.Context, cfg *config, kind, suffix string, log *slog.Logg
 		dsn = sqliteDSN(path)
 		defer removeSQLite(path)
 	}
-	conns := slices.Max(append(slices.Clone(cfg.Concs), cfg.HandoffWorkers, cfg.TableConc, 4)) + 4
+	conns := slices.Max(append(slices.Clone(cfg.Concs), cfg.HandoffWorkers, cfg.HandoffLocal, cfg.TableConc, 4)) + 4
 	t, err := openTarget(ctx, kind, dsn, conns)
 	if err != nil {
 		dr.Skipped = err.Error()
@@ -189,7 +189,7 @@ func runDB(ctx context.Context, cfg *config, kind, suffix string, log *slog.Logg
 // database's lockers).
 func runRedis(ctx context.Context, cfg *config, suffix string, log *slog.Logger) *redisResult {
 	rr := &redisResult{}
-	rl, err := newRedisLocker(ctx, cfg.RedisAddr, "b"+suffix, cfg.HandoffWorkers+4)
+	rl, err := newRedisLocker(ctx, cfg.RedisAddr, "b"+suffix, max(cfg.HandoffWorkers, cfg.HandoffLocal)+4)
 	if err != nil {
 		rr.Skipped = err.Error()
 		log.Warn("skipped", "err", err)
@@ -200,7 +200,7 @@ func runRedis(ctx context.Context, cfg *config, suffix string, log *slog.Logger)
 	spec := handoffSpec{Locker: lkRedis, Salt: "b" + suffix, Name: "handoff-redis", TTL: cfg.TTL,
 		Hold: cfg.Hold, Think: cfg.Think, RedisAddr: cfg.RedisAddr}
 	log.Info("workload: contended hand-off", "lockers", lkRedis)
-	res, err := handoffInProcess(ctx, rl, spec, cfg.HandoffWorkers, cfg.HandoffDur)
+	res, err := handoffInProcess(ctx, rl, spec, cfg.HandoffLocal, cfg.HandoffDur)
 	res.Locker = lkRedis
 	res.fail(err)
 	rr.Handoff = append(rr.Handoff, res)

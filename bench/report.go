@@ -79,8 +79,8 @@ func renderSummary(res *results) string {
 		}
 	}
 	cs := fmt.Sprint(concs)
-	row("lockmgr's cycle cost ÷ the floor's, "+cs+" goroutines (target ≤ 1.3)", perConc(nil, lkLockmgr, lkFloor, costRatio))
-	row("lockmgr+pgnotify's cycle cost ÷ the floor's, "+cs, perConc(nil, lkNotify, lkFloor, costRatio))
+	row("lockmgr's cycle cost ÷ the floor's, "+cs+" goroutines (target ≤ 1.2)", perConc(nil, lkLockmgr, lkFloor, costRatio))
+	row("lockmgr+pgnotify's cycle cost ÷ the floor's, "+cs+" (target ≤ 1.2)", perConc(nil, lkNotify, lkFloor, costRatio))
 	row("lockmgr's throughput ÷ django-algo's, "+cs+" (target ≥ 3)", perConc(nil, lkDjango, lkLockmgr, costRatio))
 	row("the floor's throughput ÷ django-algo's, "+cs+" (the ceiling)", perConc(nil, lkDjango, lkFloor, costRatio))
 	row("database session locks' throughput ÷ lockmgr's, "+cs, perConc(nil, lkLockmgr, lkNative, costRatio))
@@ -93,6 +93,25 @@ func renderSummary(res *results) string {
 			}
 		}
 		return orDash(strings.Join(parts, ", "))
+	})
+	row("lockmgr hand-off gap p50 (p99) ÷ database session locks', in one process / across processes (lockmgr+pgnotify on PostgreSQL)", func(d *dbResult) string {
+		var parts []string
+		for _, mode := range []string{"in-process", "cross-process"} {
+			lm, nat := handoffOf(d, mode), findHandoff(d, lkNative, mode)
+			if lm == nil || nat == nil || nat.GapP50 <= 0 || nat.GapP99 <= 0 {
+				parts = append(parts, "–")
+				continue
+			}
+			parts = append(parts, fmt.Sprintf("%.1f× (%.1f×)", float64(lm.GapP50)/float64(nat.GapP50), float64(lm.GapP99)/float64(nat.GapP99)))
+		}
+		return strings.Join(parts, " / ")
+	})
+	row("lockmgr hand-off gap p50 across processes ÷ the floor's cycle p50 at 1 goroutine (a durable release + a durable acquire)", func(d *dbResult) string {
+		lm, fl := handoffOf(d, "cross-process"), find(d.Cycle, lkFloor, func(c *cell) bool { return c.Conc == 1 })
+		if lm == nil || fl == nil || fl.p50() <= 0 {
+			return "–"
+		}
+		return fmt.Sprintf("%.2f× (%s ÷ %s)", float64(lm.GapP50)/float64(fl.p50()), fmtDur(lm.GapP50), fmtDur(fl.p50()))
 	})
 	row("lockmgr cycle p50 with the most rows ÷ empty table (target ≤ 1.2)", func(d *dbResult) string {
 		for _, v := range tableVerdicts(d) {
@@ -114,6 +133,24 @@ func renderSummary(res *results) string {
 		return strings.Join(parts, " / ")
 	})
 	return b.String()
+}
+
+// handoffOf is lockmgr's hand-off run of mode on d: with pgnotify where
+// there is one (PostgreSQL), else with backoff.
+func handoffOf(d *dbResult, mode string) *handoffResult {
+	if h := findHandoff(d, lkNotify, mode); h != nil {
+		return h
+	}
+	return findHandoff(d, lkLockmgr, mode)
+}
+
+func findHandoff(d *dbResult, locker, mode string) *handoffResult {
+	for i, h := range d.Handoff {
+		if h.Locker == locker && h.Mode == mode && h.Failed == "" && h.Handoffs > 0 {
+			return &d.Handoff[i]
+		}
+	}
+	return nil
 }
 
 // cellsOf picks the cycle cells of d unless cells is given.
@@ -211,12 +248,13 @@ func renderHandoff(w writef, res *results) {
 	if len(rows) == 0 {
 		return
 	}
-	w("## 2. Contended hand-off\n\n%d workers on one name, each holding it %s then pausing %s before asking again. ", res.Config.HandoffWorkers, res.Config.Hold, res.Config.Think)
+	w("## 2. Contended hand-off\n\nWorkers on one name (%d goroutines in one process, or %d processes), each holding it %s then pausing %s before asking again. ",
+		res.Config.HandoffLocal, res.Config.HandoffWorkers, res.Config.Hold, res.Config.Think)
 	w("*Gap* is the time from a release starting to the next *other* worker's acquire returning (the lock stood free while someone waited). ")
 	w("*Self* is the share of holds that went straight back to the worker that had just released. ")
 	w("Fairness: holds per worker (min–max) and Jain's index (1 = perfectly even, 1/N = one worker got all).\n\n")
-	w("| database | locker | mode | waker | holds | hand-offs | gap p50 | p90 | p99 | max | self | per worker | Jain | starved | overlaps | errors |\n")
-	w("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|\n")
+	w("| database | locker | mode | workers | waker | holds | hand-offs | gap p50 | p90 | p99 | max | self | per worker | Jain | starved | overlaps | errors |\n")
+	w("|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|\n")
 	for _, r := range rows {
 		h := r[1].(handoffResult)
 		lo, hi := 0, 0
@@ -230,8 +268,8 @@ func renderHandoff(w writef, res *results) {
 		if h.Failed != "" {
 			errs = "run failed: " + clip(h.Failed)
 		}
-		w("| %s | %s | %s | %s | %d | %d | %s | %s | %s | %s | %.0f %% | %d–%d | %.2f | %d | %d | %s |\n",
-			r[0], h.Locker, h.Mode, orDash(h.Waker), h.Holds, h.Handoffs, fmtDur(h.GapP50), fmtDur(h.GapP90),
+		w("| %s | %s | %s | %d | %s | %d | %d | %s | %s | %s | %s | %.0f %% | %d–%d | %.2f | %d | %d | %s |\n",
+			r[0], h.Locker, h.Mode, h.Workers, orDash(h.Waker), h.Holds, h.Handoffs, fmtDur(h.GapP50), fmtDur(h.GapP90),
 			fmtDur(h.GapP99), fmtDur(h.GapMax), 100*h.SelfShare, lo, hi, h.Jain, h.Starved, h.Overlaps, errs)
 	}
 	w("\n")
