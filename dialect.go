@@ -33,12 +33,14 @@ const (
 	aNow            // now as UTC text (SQLite)
 	aChannel        // NOTIFY channel (PostgreSQL)
 	aOld            // the expiry a compare-and-set expects (SQLite)
+	aOrigin         // this process's NOTIFY payload prefix (noticeOrigin)
 	numArgs
 )
 
 var argNames = map[string]argKey{
 	"name": aName, "by": aBy, "pid": aPid, "micros": aMicros, "until": aUntil,
 	"token": aToken, "fence": aFence, "now": aNow, "channel": aChannel, "old": aOld,
+	"origin": aOrigin,
 }
 
 // stmt is a compiled statement: SQL with ? placeholders and the values to bind.
@@ -269,9 +271,9 @@ func (d *dialect) build(f fragments) {
 	d.release = d.compile("DELETE FROM " + t + " WHERE name = @name AND token = @token")
 	d.unlock = d.compile("DELETE FROM " + t + " WHERE name = @name")
 	d.releaseNotify = d.compile("WITH d AS (DELETE FROM " + t + " WHERE name = @name AND token = @token RETURNING name) " +
-		"SELECT count(*) FROM d, pg_notify(@channel, d.name)")
+		"SELECT count(*) FROM d, pg_notify(@channel, @origin || d.name)")
 	d.unlockNotify = d.compile("WITH d AS (DELETE FROM " + t + " WHERE name = @name RETURNING name) " +
-		"SELECT count(*) FROM d, pg_notify(@channel, d.name)")
+		"SELECT count(*) FROM d, pg_notify(@channel, @origin || d.name)")
 	d.releaseWatched = d.compile("WITH d AS (DELETE FROM " + t + " WHERE name = @name AND token = @token RETURNING name) " +
 		"SELECT count(*) FROM d" + notifyIfWatched)
 	d.unlockWatched = d.compile("WITH d AS (DELETE FROM " + t + " WHERE name = @name RETURNING name) " +
@@ -297,7 +299,7 @@ func (d *dialect) build(f fragments) {
 // When it is, it is let go within the same expression; advisory locks live
 // in memory, so the test costs no I/O and no NOTIFY, which PostgreSQL
 // serialises across all the commits that send one.
-const notifyIfWatched = " LEFT JOIN LATERAL (SELECT pg_notify(@channel, d.name) WHERE CASE" +
+const notifyIfWatched = " LEFT JOIN LATERAL (SELECT pg_notify(@channel, @origin || d.name) WHERE CASE" +
 	" WHEN pg_try_advisory_lock(hashtext(@channel), hashtext(d.name))" +
 	" THEN NOT pg_advisory_unlock(hashtext(@channel), hashtext(d.name)) ELSE true END) n ON true"
 

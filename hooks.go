@@ -38,9 +38,13 @@ type Hooks struct {
 type Notifier interface {
 	// Channel is the NOTIFY channel releases of table are announced on.
 	Channel(table string) string
-	// Subscribe calls fn with every lock name released on channel until the
-	// returned stop function is called. fn must not block.
-	Subscribe(channel string, fn func(name string)) (stop func())
+	// Subscribe calls fn with the payload of every notice on channel until
+	// the returned stop function is called. fn must not block. A Manager's
+	// releases send the released name, prefixed with "\x1e", 16 hex digits
+	// that identify the sending process, and "\x1e", so that a process can
+	// skip its own releases, whose waiters it has already woken; a payload
+	// without the prefix is taken as a bare name.
+	Subscribe(channel string, fn func(payload string)) (stop func())
 }
 
 // Watcher is a Notifier that tells other processes which names this one

@@ -357,7 +357,7 @@ func (m *Manager) delete(ctx context.Context, plain, notify, watched stmt, v *va
 	if _, ok := m.notifier.(Watcher); ok {
 		notify = watched
 	}
-	v[aChannel] = m.channel
+	v[aChannel], v[aOrigin] = m.channel, noticeOrigin
 	var n int64
 	_, err := m.query(ctx, notify, v, &n)
 	return n, err

@@ -2,6 +2,8 @@ package lockmgr
 
 import (
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"math/rand/v2"
 	"reflect"
@@ -200,7 +202,11 @@ func (r *remoteSubs) subscribe(n Notifier, id any, channel, table string) (stop 
 	defer r.mu.Unlock()
 	s := r.subs[key]
 	if s == nil {
-		s = &remoteSub{stop: n.Subscribe(channel, func(name string) { local.wakeOne(table, name) })}
+		s = &remoteSub{stop: n.Subscribe(channel, func(payload string) {
+			if name, own := parseNotice(payload); !own {
+				local.wakeOne(table, name)
+			}
+		})}
 		r.subs[key] = s
 	}
 	s.refs++
@@ -212,6 +218,27 @@ func (r *remoteSubs) subscribe(n Notifier, id any, channel, table string) (stop 
 			s.stop()
 		}
 	})
+}
+
+// noticeOrigin marks the release notices this process sends: their
+// payload is noticeOrigin followed by the name. A process has woken its own
+// waiters when it released, so it ignores its own notices, which would
+// wake a second waiter to find the name taken again.
+var noticeOrigin = func() string {
+	var b [8]byte
+	_, _ = crand.Read(b[:])
+	return "\x1e" + hex.EncodeToString(b[:]) + "\x1e"
+}()
+
+// parseNotice splits a notice's payload into the released name and
+// whether this process sent it. A payload without an origin (sent by hand,
+// or by another tool) is a bare name.
+func parseNotice(payload string) (name string, own bool) {
+	n := len(noticeOrigin)
+	if len(payload) > n && payload[0] == '\x1e' && payload[n-1] == '\x1e' {
+		return payload[n:], payload[:n] == noticeOrigin
+	}
+	return payload, false
 }
 
 // notifierID identifies m's notifier in remote: the notifier itself when it

@@ -46,3 +46,19 @@ func TestWakeOneWakesTheFirstWaiterWithoutAWakeUp(t *testing.T) {
 	assert.NotContains(t, ws.queues, waitKey("t", "a"), "an empty queue is dropped")
 	ws.wakeOne("t", "a") // nobody waits: nothing happens
 }
+
+func TestParseNotice(t *testing.T) {
+	name, own := parseNotice(noticeOrigin + "job")
+	assert.Equal(t, "job", name)
+	assert.True(t, own, "this process's own notice")
+	other := "\x1e0123456789abcdef\x1e"
+	name, own = parseNotice(other + "\x1ejob")
+	assert.Equal(t, "\x1ejob", name, "another process's notice; the name is kept byte for byte")
+	assert.False(t, own)
+	name, own = parseNotice("job")
+	assert.Equal(t, "job", name, "a bare name, as pg_notify sent by hand")
+	assert.False(t, own)
+	name, own = parseNotice(noticeOrigin)
+	assert.Equal(t, noticeOrigin, name, "too short to carry a name: a bare name")
+	assert.False(t, own)
+}

@@ -79,6 +79,10 @@ func TestReleaseNotifiesOnlyWatchedNames(t *testing.T) {
 		defer cancel()
 		n, err := conn.WaitForNotification(wctx)
 		require.NoError(t, err)
+		// lockmgr prefixes the name with "\x1e<16 hex digits of its process>\x1e".
+		if p := n.Payload; len(p) > 18 && p[0] == 0x1e && p[17] == 0x1e {
+			return p[18:]
+		}
 		return n.Payload
 	}
 
