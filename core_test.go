@@ -413,3 +413,61 @@ func TestGet(t *testing.T) {
 		require.ErrorIs(t, err, lockmgr.ErrLockNotFound, "an expired lock is absent")
 	})
 }
+
+// traced is a GORM logger recording the statements GORM runs.
+type traced struct {
+	logger.Interface
+	mu    sync.Mutex
+	stmts []string
+}
+
+func (c *traced) LogMode(logger.LogLevel) logger.Interface { return c }
+
+func (c *traced) Trace(_ context.Context, _ time.Time, fc func() (string, int64), _ error) {
+	s, _ := fc()
+	c.mu.Lock()
+	c.stmts = append(c.stmts, s)
+	c.mu.Unlock()
+}
+
+func (c *traced) take() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.stmts
+	c.stmts = nil
+	return s
+}
+
+// TestGORMCallbacksSeeLockStatementsWhenAsked: lock statements bypass
+// GORM's callbacks, so its logger and plugins see none of them, unless
+// WithGORMCallbacks routes them through GORM; both paths work.
+func TestGORMCallbacksSeeLockStatementsWhenAsked(t *testing.T) {
+	eachDB(t, func(t *testing.T, e *env) {
+		for _, via := range []bool{false, true} {
+			tr := &traced{Interface: logger.Discard}
+			db := e.db.Session(&gorm.Session{NewDB: true, Logger: tr})
+			opts := []lockmgr.Option{lockmgr.WithTable(e.table)}
+			if via {
+				opts = append(opts, lockmgr.WithGORMCallbacks())
+			}
+			m, err := lockmgr.New(db, opts...)
+			require.NoError(t, err)
+			_, err = m.IsLocked(e.ctx, "warm-up") // the first call checks the table, through GORM
+			require.NoError(t, err)
+			tr.take()
+			l, err := m.GetLock(e.ctx, "traced")
+			require.NoError(t, err)
+			l, err = m.Renew(e.ctx, l)
+			require.NoError(t, err)
+			require.NoError(t, m.Release(e.ctx, l))
+			require.ErrorIs(t, m.Release(e.ctx, l), lockmgr.ErrNotHeld)
+			got := tr.take()
+			if !via {
+				assert.Empty(t, got, "GORM's logger sees no lock statement")
+				continue
+			}
+			assert.GreaterOrEqual(t, len(got), 4, "GORM's logger sees every lock statement: %q", got)
+			assert.Contains(t, strings.Join(got, "\n"), "DELETE FROM")
+		}
+	})
+}

@@ -34,13 +34,14 @@ const (
 	aChannel        // NOTIFY channel (PostgreSQL)
 	aOld            // the expiry a compare-and-set expects (SQLite)
 	aOrigin         // this process's NOTIFY payload prefix (noticeOrigin)
+	aLazy           // a release may commit without waiting for the disk (PostgreSQL)
 	numArgs
 )
 
 var argNames = map[string]argKey{
 	"name": aName, "by": aBy, "pid": aPid, "micros": aMicros, "until": aUntil,
 	"token": aToken, "fence": aFence, "now": aNow, "channel": aChannel, "old": aOld,
-	"origin": aOrigin,
+	"origin": aOrigin, "lazy": aLazy,
 }
 
 // stmt is a compiled statement: SQL with ? placeholders and the values to bind.
@@ -129,15 +130,18 @@ type dialect struct {
 
 	acquire, release, releaseNotify, unlock, unlockNotify stmt
 	releaseWatched, unlockWatched                         stmt // NOTIFY only a watched name (Watcher)
-	acquireExec                                           stmt // acquire without RETURNING, for a Galera node (galera.go)
-	isLocked, renewMax, renewAdd, clean, reset, list      stmt
-	liveFlag                                              stmt   // 1 for a live row, else 0
-	readUntil, casUntil                                   stmt   // AddTime on SQLite
-	readBack                                              stmt   // the acquired row, without RETURNING
-	fenceBump                                             stmt   // TiDB: raises the bucket's hwm before acquire
-	get                                                   stmt   // one live lock
-	columns                                               string // for SELECTs that read whole rows
-	err                                                   error
+	// deleteCounts: the release statements return the count of deleted
+	// rows as a row (PostgreSQL) rather than as rows affected.
+	deleteCounts                                     bool
+	acquireExec                                      stmt // acquire without RETURNING, for a Galera node (galera.go)
+	isLocked, renewMax, renewAdd, clean, reset, list stmt
+	liveFlag                                         stmt   // 1 for a live row, else 0
+	readUntil, casUntil                              stmt   // AddTime on SQLite
+	readBack                                         stmt   // the acquired row, without RETURNING
+	fenceBump                                        stmt   // TiDB: raises the bucket's hwm before acquire
+	get                                              stmt   // one live lock
+	columns                                          string // for SELECTs that read whole rows
+	err                                              error
 }
 
 // Fragments that differ per database; the statements below combine them.
@@ -270,14 +274,19 @@ func (d *dialect) build(f fragments) {
 	d.readBack = d.compile("SELECT " + acquired(f) + " FROM " + t + " WHERE name = @name AND token = @token")
 	d.release = d.compile("DELETE FROM " + t + " WHERE name = @name AND token = @token")
 	d.unlock = d.compile("DELETE FROM " + t + " WHERE name = @name")
-	d.releaseNotify = d.compile("WITH d AS (DELETE FROM " + t + " WHERE name = @name AND token = @token RETURNING name) " +
-		"SELECT count(*) FROM d, pg_notify(@channel, @origin || d.name)")
-	d.unlockNotify = d.compile("WITH d AS (DELETE FROM " + t + " WHERE name = @name RETURNING name) " +
-		"SELECT count(*) FROM d, pg_notify(@channel, @origin || d.name)")
-	d.releaseWatched = d.compile("WITH d AS (DELETE FROM " + t + " WHERE name = @name AND token = @token RETURNING name) " +
-		"SELECT count(*) FROM d" + notifyIfWatched)
-	d.unlockWatched = d.compile("WITH d AS (DELETE FROM " + t + " WHERE name = @name RETURNING name) " +
-		"SELECT count(*) FROM d" + notifyIfWatched)
+	if d.kind == "postgres" {
+		// A release returns the count of rows it deleted, commits without
+		// waiting for the disk where it may (lazyCommit), and announces
+		// itself to a notifier.
+		del := func(where, notify string) stmt {
+			return d.compile("WITH d AS (DELETE FROM " + t + " WHERE " + where + " RETURNING name, locked_until) " +
+				"SELECT count(*) FROM d" + lazyCommit + notify)
+		}
+		own, named := "name = @name AND token = @token", "name = @name"
+		d.release, d.releaseNotify, d.releaseWatched = del(own, ""), del(own, notifyAlways), del(own, notifyIfWatched)
+		d.unlock, d.unlockNotify, d.unlockWatched = del(named, ""), del(named, notifyAlways), del(named, notifyIfWatched)
+		d.deleteCounts = true
+	}
 	d.liveFlag = d.compile("CASE WHEN " + live + " THEN 1 ELSE 0 END")
 	d.isLocked = d.compile("SELECT COUNT(*) FROM " + t + " WHERE name = @name AND " + live)
 	d.renewMax = d.compile(d.renewSQL(f, f.greatest+"(locked_until, "+f.until+")"))
@@ -292,6 +301,21 @@ func (d *dialect) build(f fragments) {
 	d.list = d.compile("SELECT " + d.columns + " FROM " + t + " WHERE " + live + " ORDER BY name" + f.byteOrder)
 	d.get = d.compile("SELECT " + d.columns + " FROM " + t + " WHERE name = @name AND " + live)
 }
+
+// lazyCommit lets a release on PostgreSQL commit without waiting for its
+// WAL to reach the disk (synchronous_commit off, for this transaction only)
+// when @lazy is true (not inside the caller's transaction) and the lock had
+// an expiry. A crash of the server within a fraction of a second after such
+// a release can undo it: the lock is then held again until it expires,
+// which is what a holder that crashed before releasing costs too; no two
+// holders can come of it, since an acquisition's own commit waits for the
+// disk, and the WAL before it, this release included. A lock that never
+// expires is released durably, as it would otherwise stay held for good.
+const lazyCommit = " LEFT JOIN LATERAL (SELECT set_config('synchronous_commit', 'off', true)" +
+	" WHERE @lazy AND d.locked_until IS NOT NULL) lazy ON true"
+
+// notifyAlways joins a deleted row d to a NOTIFY of its name.
+const notifyAlways = " LEFT JOIN LATERAL (SELECT pg_notify(@channel, @origin || d.name)) n ON true"
 
 // notifyIfWatched joins a deleted row d to a NOTIFY of its name sent only
 // when some session holds the shared advisory lock a Watcher takes while

@@ -78,8 +78,9 @@
 //
 // Calls that take a lock accept [LockOption] values: [Expires] (default
 // [DefaultExpires]) or [NoExpiry]; [Wait], which retries with jittered
-// backoff and wakes at once on a release in the same process (or, through
-// [github.com/gormlock/lockmgr/pgnotify], in any process on PostgreSQL);
+// backoff, and whose first waiter of a name is woken at once by a release
+// in the same process (or, through [github.com/gormlock/lockmgr/pgnotify],
+// in any process on PostgreSQL);
 // [LockedBy] and [Process] for what the row records; [AddTime] and [Create]
 // for renewals; [Fail], [NoRenew] and [NoCreate] for [Manager.SetLock].
 //
@@ -103,7 +104,9 @@
 //
 // [WithLogger] logs lock events to a [log/slog] Logger; [WithHooks] calls
 // the functions of a [Hooks] after acquisitions, releases, renewals,
-// contention and lost locks, for metrics.
+// contention and lost locks, for metrics. Lock statements go to the
+// connection pool directly, past GORM's logger and plugins, unless
+// [WithGORMCallbacks] asks for GORM's path.
 //
 // # More
 //

@@ -97,6 +97,14 @@ func (m *Manager) text(ctx context.Context, s stmt) string {
 	return s.native
 }
 
+// gormText is text for GORM's Raw and Exec, which take ? placeholders.
+func (m *Manager) gormText(ctx context.Context, s stmt) string {
+	if s.synced != "" && m.onGalera(ctx) {
+		return s.synced
+	}
+	return s.sql
+}
+
 // catchUp makes a Galera node apply what the cluster has committed before
 // a transaction reads rows with builder queries (lockRows), which cannot
 // carry SET STATEMENT; it is a no-op elsewhere.

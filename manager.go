@@ -24,6 +24,7 @@ type Manager struct {
 	notifier  Notifier
 	channel   string
 	inTx      bool
+	viaGORM   bool          // WithGORMCallbacks
 	schema    *schemaState  // shared with copies: see schema.go
 	cluster   *clusterProbe // is the server a Galera node (galera.go)
 	// notifyWarned is when the Manager last logged a failing notifier.
@@ -61,7 +62,7 @@ func New(db *gorm.DB, opts ...Option) (*Manager, error) {
 	}
 	m := &Manager{
 		db: session(db, d), d: d, tableName: s.table,
-		owner: s.owner, logger: s.logger, hooks: s.hooks, notifier: s.notifier,
+		owner: s.owner, logger: s.logger, hooks: s.hooks, notifier: s.notifier, viaGORM: s.viaGORM,
 		schema: newSchemaState(), cluster: &clusterProbe{}, notifyWarned: new(notifierWarned),
 	}
 	if m.notifier != nil && kind == "postgres" {
@@ -162,18 +163,40 @@ func (m *Manager) exec(ctx context.Context, s stmt, v *values) (n int64, err err
 // Raw would re-scan their text for placeholders, and clone a Statement
 // and run its callbacks, on every call, which costs more CPU than a
 // SQLite lock cycle's own work. So GORM's logger and plugins do not see
-// them; WithLogger and WithHooks do. A dbresolver plugin's replicas are
-// never used: the pool is the primary.
+// them, unless WithGORMCallbacks asks for GORM's path; WithLogger and
+// WithHooks do. A dbresolver plugin's replicas are never used: the pool
+// is the primary.
 func (m *Manager) pool() gorm.ConnPool { return m.db.Statement.ConnPool }
 
-// rows starts s on the pool.
+// rows starts s on the pool, or through GORM (WithGORMCallbacks).
 func (m *Manager) rows(ctx context.Context, s stmt, v *values) (*sql.Rows, error) {
+	if m.viaGORM {
+		return m.gorm(ctx).Raw(m.gormText(ctx, s), s.bind(v)...).Rows()
+	}
 	return m.pool().QueryContext(ctx, m.text(ctx, s), s.bind(v)...)
 }
 
-// result runs s on the pool.
+// result runs s on the pool, or through GORM (WithGORMCallbacks).
 func (m *Manager) result(ctx context.Context, s stmt, v *values) (sql.Result, error) {
+	if m.viaGORM {
+		res := gorm.WithResult()
+		if err := m.gorm(ctx).Clauses(res).Exec(m.gormText(ctx, s), s.bind(v)...).Error; err != nil {
+			return nil, err
+		}
+		return res.Result, nil
+	}
 	return m.pool().ExecContext(ctx, m.text(ctx, s), s.bind(v)...)
+}
+
+// writeSetting is gorm.io/plugin/dbresolver's "use the primary" setting.
+const writeSetting = "gorm:db_resolver:write"
+
+// gorm is the Manager's session for one statement through GORM, marked
+// for the primary, as session() explains (a write goes there anyway).
+func (m *Manager) gorm(ctx context.Context) *gorm.DB {
+	tx := m.conn(ctx)
+	tx.Statement.Settings.Store(writeSetting, struct{}{})
+	return tx
 }
 
 func (m *Manager) lockedBy(c *lockConfig) string {
@@ -305,7 +328,10 @@ func setAcquiredTimes(l *Lock, clientClock bool, now, until time.Time, dbUntil, 
 // Release releases l if its token still holds the name, in one statement.
 // If the lock was unlocked, cleaned, reset, or expired and taken over, it
 // returns an error matching ErrNotHeld and leaves the new holder alone. A
-// lock whose expiry passed but that nobody took is still released.
+// lock whose expiry passed but that nobody took is still released. On
+// PostgreSQL, outside WithTx, the release of a lock with an expiry does not
+// wait for the disk: a server crash right after it can undo it, and the lock
+// is then held until it expires (docs/databases.md).
 func (m *Manager) Release(ctx context.Context, l *Lock) error {
 	if err := validateLock(l); err != nil {
 		return err
@@ -347,19 +373,24 @@ func (m *Manager) Unlock(ctx context.Context, name string) error {
 	return nil
 }
 
-// delete runs a DELETE, announcing it on the notifier's channel in the
-// same statement when there is one: always with a plain Notifier, and only
-// when another process watches the name with a Watcher.
+// delete runs a release's DELETE, announcing it on the notifier's channel
+// in the same statement when there is one: always with a plain Notifier,
+// and only when some process watches the name with a Watcher.
 func (m *Manager) delete(ctx context.Context, plain, notify, watched stmt, v *values) (int64, error) {
-	if m.channel == "" {
-		return m.exec(ctx, plain, v)
+	v[aLazy] = !m.inTx // never change the durability of the caller's transaction
+	s := plain
+	if m.channel != "" {
+		s = notify
+		if _, ok := m.notifier.(Watcher); ok {
+			s = watched
+		}
+		v[aChannel], v[aOrigin] = m.channel, noticeOrigin
 	}
-	if _, ok := m.notifier.(Watcher); ok {
-		notify = watched
+	if !m.d.deleteCounts {
+		return m.exec(ctx, s, v)
 	}
-	v[aChannel], v[aOrigin] = m.channel, noticeOrigin
 	var n int64
-	_, err := m.query(ctx, notify, v, &n)
+	_, err := m.query(ctx, s, v, &n)
 	return n, err
 }
 

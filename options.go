@@ -30,6 +30,7 @@ type settings struct {
 	logger   *slog.Logger
 	hooks    Hooks
 	notifier Notifier
+	viaGORM  bool
 }
 
 // WithTable makes the Manager use the named table instead of DefaultTable.
@@ -84,6 +85,19 @@ func WithHooks(h Hooks) Option {
 func WithNotifier(n Notifier) Option {
 	return func(s *settings) error {
 		s.notifier = n
+		return nil
+	}
+}
+
+// WithGORMCallbacks runs lockmgr's statements through GORM's Raw and Exec,
+// as db's other queries run, so that GORM's logger and plugins (tracing,
+// metrics) see them. By default they go to db's connection pool (or
+// transaction) directly, which saves about 50 allocations per lock cycle
+// and, on SQLite, a fifth of its time. WithLogger and WithHooks report
+// lockmgr's calls either way.
+func WithGORMCallbacks() Option {
+	return func(s *settings) error {
+		s.viaGORM = true
 		return nil
 	}
 }

@@ -6,12 +6,16 @@
 //	defer l.Close()
 //	m, err := lockmgr.New(db, lockmgr.WithNotifier(l))
 //
-// A Manager with a notifier announces each release and unlock in the same
+// While a process waits for a name, its Listener holds the shared advisory
+// lock (hashtext(channel), hashtext(name)) on its connection (Watch). A
+// Manager with a Listener announces a release or unlock in the same
 // statement that deletes the row (pg_notify inside the DELETE's round
-// trip); its waiters subscribe to those announcements and retry at once
-// instead of at their next backoff. Notifications are a hint, never a
-// guarantee: a waiter that misses one (say, while the listener reconnects)
-// still gets the lock on its backoff schedule.
+// trip) when some process holds that lock, and only then: uncontended
+// releases send nothing, since PostgreSQL serialises the commits that
+// notify. On a notice, the first waiter of the name in each listening
+// process tries at once instead of at its next backoff. Notifications are
+// a hint, never a guarantee: a waiter that misses one (say, while the
+// listener reconnects) still gets the lock on its backoff schedule.
 //
 // The listener needs a PostgreSQL session of its own: a direct connection
 // or one through a session-pooling proxy. Behind a transaction pooler
