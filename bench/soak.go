@@ -65,6 +65,11 @@ func (r *runner) soak(ctx context.Context) error {
 	r.res.Soak = res
 	r.log.Info("workload: steadiness (soak)", "locker", lk.label(), "dur", r.cfg.SoakDur)
 	m := lk.m
+	// Both counts are taken with one idle connection in the pool: drivers
+	// keep a goroutine per open connection (go-sql-driver's watcher), and
+	// a pool that kept the load's connections is not a leak.
+	r.shrinkPools()
+	time.Sleep(100 * time.Millisecond)
 	runtime.GC()
 	res.GoroutinesIdle = runtime.NumGoroutine()
 
@@ -136,6 +141,7 @@ func (r *runner) soak(ctx context.Context) error {
 	tick.Stop()
 	stop()
 	wg.Wait()
+	r.shrinkPools()
 	time.Sleep(time.Second)
 	runtime.GC()
 	res.GoroutinesAfter = runtime.NumGoroutine()
