@@ -19,20 +19,34 @@ import (
 	"github.com/gormlock/lockmgr"
 )
 
+// collected is a list of statements appended to from several goroutines
+// and taken whole.
+type collected struct {
+	mu    sync.Mutex
+	stmts []string
+}
+
+func (c *collected) add(q string) {
+	c.mu.Lock()
+	c.stmts = append(c.stmts, q)
+	c.mu.Unlock()
+}
+
+func (c *collected) take() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.stmts
+	c.stmts = nil
+	return s
+}
+
 // counter is a connection pool counting the statements run on it and on
 // its transactions (lockmgr's own go to the pool directly, GORM's through
 // it), and the transactions it begins.
 type counter struct {
-	mu    sync.Mutex
-	stmts []string
+	collected
 	*sql.DB
 	begins atomic.Int64
-}
-
-func (c *counter) add(q string) {
-	c.mu.Lock()
-	c.stmts = append(c.stmts, q)
-	c.mu.Unlock()
 }
 
 func (c *counter) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
@@ -78,14 +92,6 @@ func (t *countingTx) ExecContext(ctx context.Context, q string, args ...any) (sq
 func (t *countingTx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
 	t.c.add(q)
 	return t.Tx.QueryRowContext(ctx, q, args...)
-}
-
-func (c *counter) take() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	s := c.stmts
-	c.stmts = nil
-	return s
 }
 
 // countingManager is e's Manager on a session whose statements and
@@ -417,25 +423,14 @@ func TestGet(t *testing.T) {
 // traced is a GORM logger recording the statements GORM runs.
 type traced struct {
 	logger.Interface
-	mu    sync.Mutex
-	stmts []string
+	collected
 }
 
 func (c *traced) LogMode(logger.LogLevel) logger.Interface { return c }
 
 func (c *traced) Trace(_ context.Context, _ time.Time, fc func() (string, int64), _ error) {
 	s, _ := fc()
-	c.mu.Lock()
-	c.stmts = append(c.stmts, s)
-	c.mu.Unlock()
-}
-
-func (c *traced) take() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	s := c.stmts
-	c.stmts = nil
-	return s
+	c.add(s)
 }
 
 // TestGORMCallbacksSeeLockStatementsWhenAsked: lock statements bypass

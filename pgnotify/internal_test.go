@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -38,13 +39,13 @@ func TestProbeNoticesStoppedListening(t *testing.T) {
 	stop := l.Subscribe("lockmgr_probe_test", func(name string) { got <- name })
 	defer stop()
 
-	require.Eventually(t, func() bool { return l.Err() != nil }, 20*time.Second, 20*time.Millisecond,
-		"a connection that stopped listening is noticed")
-	assert.ErrorIs(t, l.Err(), ErrNotDelivered)
-	require.Eventually(t, func() bool { return l.Err() == nil }, 30*time.Second, 20*time.Millisecond,
-		"the listener reconnects and receives again")
-	assert.Contains(t, logs.String(), "not receiving notifications")
-	assert.Contains(t, logs.String(), "receiving notifications again")
+	// Err is set only until the reconnection succeeds, about 10 ms on a
+	// local server: the log keeps the record.
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "not receiving notifications") },
+		20*time.Second, 20*time.Millisecond, "a connection that stopped listening is noticed")
+	assert.Contains(t, logs.String(), ErrNotDelivered.Error())
+	require.Eventually(t, func() bool { return l.Err() == nil && strings.Contains(logs.String(), "receiving notifications again") },
+		30*time.Second, 20*time.Millisecond, "the listener reconnects and receives again")
 
 	conn, err := pgx.Connect(t.Context(), dsn)
 	require.NoError(t, err)

@@ -49,6 +49,14 @@ func setup(t *testing.T) (dsn string, db *gorm.DB, m *lockmgr.Manager, l *pgnoti
 	return dsn, db, m, l, table
 }
 
+// connect opens a connection of the test's own, closed when it ends.
+func connect(t *testing.T, dsn string) *pgx.Conn {
+	conn, err := pgx.Connect(t.Context(), dsn)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	return conn
+}
+
 // watched reports whether some session holds the shared advisory lock by
 // which a process announces that it waits for name on channel.
 func watched(t *testing.T, conn *pgx.Conn, channel, name string) bool {
@@ -69,10 +77,8 @@ func watched(t *testing.T, conn *pgx.Conn, channel, name string) bool {
 func TestReleaseNotifiesOnlyWatchedNames(t *testing.T) {
 	dsn, _, m, l, table := setup(t)
 	ctx, ch := t.Context(), l.Channel(table)
-	conn, err := pgx.Connect(ctx, dsn)
-	require.NoError(t, err)
-	defer conn.Close(context.Background())
-	_, err = conn.Exec(ctx, "LISTEN "+pgx.Identifier{ch}.Sanitize())
+	conn := connect(t, dsn)
+	_, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{ch}.Sanitize())
 	require.NoError(t, err)
 	next := func() string {
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -125,9 +131,7 @@ func TestReleaseNotifiesOnlyWatchedNames(t *testing.T) {
 func TestWaiterWatchesItsName(t *testing.T) {
 	dsn, _, m, l, table := setup(t)
 	ctx, ch := t.Context(), l.Channel(table)
-	conn, err := pgx.Connect(ctx, dsn)
-	require.NoError(t, err)
-	defer conn.Close(context.Background())
+	conn := connect(t, dsn)
 	lk, err := m.GetLock(ctx, "job")
 	require.NoError(t, err)
 	got := make(chan error, 1)
