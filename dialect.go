@@ -320,12 +320,13 @@ const notifyAlways = " LEFT JOIN LATERAL (SELECT pg_notify(@channel, @origin || 
 // notifyIfWatched joins a deleted row d to a NOTIFY of its name sent only
 // when some session holds the shared advisory lock a Watcher takes while
 // its process waits for the name: the exclusive lock is then not to be had.
-// When it is, it is let go within the same expression; advisory locks live
-// in memory, so the test costs no I/O and no NOTIFY, which PostgreSQL
-// serialises across all the commits that send one.
-const notifyIfWatched = " LEFT JOIN LATERAL (SELECT pg_notify(@channel, @origin || d.name) WHERE CASE" +
-	" WHEN pg_try_advisory_lock(hashtext(@channel), hashtext(d.name))" +
-	" THEN NOT pg_advisory_unlock(hashtext(@channel), hashtext(d.name)) ELSE true END) n ON true"
+// When it is, it is held until the release commits (the end of its own
+// statement, outside WithTx), and let go with the transaction whatever
+// happens to it; advisory locks live in memory, so the test costs no I/O
+// and no NOTIFY, which PostgreSQL serialises across all the commits that
+// send one.
+const notifyIfWatched = " LEFT JOIN LATERAL (SELECT pg_notify(@channel, @origin || d.name)" +
+	" WHERE NOT pg_try_advisory_xact_lock(hashtext(@channel), hashtext(d.name))) n ON true"
 
 // acquireSQL is the one-statement acquisition: insert, or take over a row
 // whose expiry has passed, and return the row as it stands afterwards.

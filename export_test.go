@@ -54,14 +54,16 @@ func SetBackoff(lo, hi time.Duration) (restore func()) {
 	return func() { waitMin, waitMax = oldLo, oldHi }
 }
 
-// WakeLocal wakes a waiter of name as a release seen by this process does.
-func WakeLocal(table, name string) { wakeLocal(table, name) }
+// WakeLocal wakes a waiter of name on m's table as a release seen by this
+// process does.
+func WakeLocal(m *Manager, name string) { wakeLocal(m.dbID, m.tableName, name) }
 
-// LocalWaiters is how many waiters of this process queue for name in table.
-func LocalWaiters(table, name string) int {
+// LocalWaiters is how many waiters of this process queue for name in m's
+// table.
+func LocalWaiters(m *Manager, name string) int {
 	local.mu.Lock()
 	defer local.mu.Unlock()
-	return len(local.queues[waitKey(table, name)])
+	return len(local.queues[waitKey{m.dbID, m.tableName, name}])
 }
 
 // TableName is m's table.

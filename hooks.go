@@ -41,9 +41,9 @@ type Notifier interface {
 	// Subscribe calls fn with the payload of every notice on channel until
 	// the returned stop function is called. fn must not block. A Manager's
 	// releases send the released name, prefixed with "\x1e", 16 hex digits
-	// that identify the sending process, and "\x1e", so that a process can
-	// skip its own releases, whose waiters it has already woken; a payload
-	// without the prefix is taken as a bare name.
+	// that identify the sending process's database handle, and "\x1e", so
+	// that a process can skip its own releases, whose waiters it has already
+	// woken; a payload without the prefix is taken as a bare name.
 	Subscribe(channel string, fn func(payload string)) (stop func())
 }
 

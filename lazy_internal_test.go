@@ -60,7 +60,7 @@ func TestLazyReleaseOnlyWhereItMay(t *testing.T) {
 			_, err = tx.Exec("INSERT INTO " + table + " VALUES ('a', " + until + ", 't')")
 			require.NoError(t, err)
 			var v values
-			v[aName], v[aToken], v[aLazy], v[aChannel], v[aOrigin] = "a", "t", c.lazy, "lockmgr_lazy_test", noticeOrigin
+			v[aName], v[aToken], v[aLazy], v[aChannel], v[aOrigin] = "a", "t", c.lazy, "lockmgr_lazy_test", originOf(t)
 			var n int64
 			require.NoError(t, tx.QueryRow(c.s.native, c.s.bind(&v)...).Scan(&n))
 			assert.EqualValues(t, 1, n, "the row is deleted")
@@ -69,4 +69,29 @@ func TestLazyReleaseOnlyWhereItMay(t *testing.T) {
 			assert.Equal(t, c.want, got)
 		})
 	}
+}
+
+// TestManagerOnATransactionIsNotLazy: a Manager made from a *gorm.DB inside
+// a transaction releases durably, as WithTx does: its pool is the
+// transaction.
+func TestManagerOnATransactionIsNotLazy(t *testing.T) {
+	dsn := os.Getenv("LOCKMGR_TEST_POSTGRES_DSN")
+	if dsn == "" {
+		t.Skip("LOCKMGR_TEST_POSTGRES_DSN is not set")
+	}
+	db, err := gorm.Open(postgres.Open(dsn), &gorm.Config{Logger: logger.Discard})
+	require.NoError(t, err)
+	sqlDB, err := db.DB()
+	require.NoError(t, err)
+	defer sqlDB.Close()
+	m, err := New(db)
+	require.NoError(t, err)
+	assert.False(t, inTransaction(m.pool()))
+	tx := db.Begin()
+	require.NoError(t, tx.Error)
+	defer tx.Rollback()
+	mt, err := New(tx)
+	require.NoError(t, err)
+	assert.True(t, inTransaction(mt.pool()), "the pool is the caller's transaction")
+	assert.Equal(t, m.dbID, mt.dbID, "the same database handle: waiters of both wake each other")
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strings"
 	"time"
 
@@ -24,7 +25,8 @@ type Manager struct {
 	notifier  Notifier
 	channel   string
 	inTx      bool
-	viaGORM   bool          // WithGORMCallbacks
+	viaGORM   bool          // WithGORMCallbacks, or a dbresolver plugin that routes statements
+	dbID      any           // which database handle: keys this process's waiters (wait.go)
 	schema    *schemaState  // shared with copies: see schema.go
 	cluster   *clusterProbe // is the server a Galera node (galera.go)
 	// notifyWarned is when the Manager last logged a failing notifier.
@@ -62,7 +64,8 @@ func New(db *gorm.DB, opts ...Option) (*Manager, error) {
 	}
 	m := &Manager{
 		db: session(db, d), d: d, tableName: s.table,
-		owner: s.owner, logger: s.logger, hooks: s.hooks, notifier: s.notifier, viaGORM: s.viaGORM,
+		owner: s.owner, logger: s.logger, hooks: s.hooks, notifier: s.notifier,
+		viaGORM: s.viaGORM || usesResolver(db), dbID: databaseID(db),
 		schema: newSchemaState(), cluster: &clusterProbe{}, notifyWarned: new(notifierWarned),
 	}
 	if m.notifier != nil && kind == "postgres" {
@@ -163,9 +166,9 @@ func (m *Manager) exec(ctx context.Context, s stmt, v *values) (n int64, err err
 // Raw would re-scan their text for placeholders, and clone a Statement
 // and run its callbacks, on every call, which costs more CPU than a
 // SQLite lock cycle's own work. So GORM's logger and plugins do not see
-// them, unless WithGORMCallbacks asks for GORM's path; WithLogger and
-// WithHooks do. A dbresolver plugin's replicas are never used: the pool
-// is the primary.
+// them, unless WithGORMCallbacks asks for GORM's path, which a registered
+// dbresolver plugin also takes (its callbacks pick the database, and mark
+// lockmgr's statements for its primary); WithLogger and WithHooks do.
 func (m *Manager) pool() gorm.ConnPool { return m.db.Statement.ConnPool }
 
 // rows starts s on the pool, or through GORM (WithGORMCallbacks).
@@ -183,9 +186,39 @@ func (m *Manager) result(ctx context.Context, s stmt, v *values) (sql.Result, er
 		if err := m.gorm(ctx).Clauses(res).Exec(m.gormText(ctx, s), s.bind(v)...).Error; err != nil {
 			return nil, err
 		}
+		if res.Result == nil { // DryRun, or a plugin that ran nothing
+			return nil, errors.New("lockmgr: GORM ran no statement (DryRun?)")
+		}
 		return res.Result, nil
 	}
 	return m.pool().ExecContext(ctx, m.text(ctx, s), s.bind(v)...)
+}
+
+// inTransaction reports a pool that is a transaction: New was given a
+// *gorm.DB inside one (db.Begin(), or a Transaction callback's tx).
+func inTransaction(p gorm.ConnPool) bool {
+	_, ok := p.(gorm.TxCommitter)
+	return ok
+}
+
+// usesResolver reports gorm.io/plugin/dbresolver on db: it moves a
+// statement to its source or replica in GORM's callbacks, so lockmgr's
+// statements must go through them to reach the database it chose.
+func usesResolver(db *gorm.DB) bool {
+	_, ok := db.Config.Plugins["gorm:db_resolver"]
+	return ok
+}
+
+// databaseID identifies the database handle db runs on: its *sql.DB, else
+// its connection pool when that is a pointer, else nothing shared.
+func databaseID(db *gorm.DB) any {
+	if sqlDB, err := db.DB(); err == nil {
+		return sqlDB
+	}
+	if p := db.Statement.ConnPool; p != nil && reflect.ValueOf(p).Kind() == reflect.Pointer {
+		return p
+	}
+	return new(int)
 }
 
 // writeSetting is gorm.io/plugin/dbresolver's "use the primary" setting.
@@ -377,14 +410,14 @@ func (m *Manager) Unlock(ctx context.Context, name string) error {
 // in the same statement when there is one: always with a plain Notifier,
 // and only when some process watches the name with a Watcher.
 func (m *Manager) delete(ctx context.Context, plain, notify, watched stmt, v *values) (int64, error) {
-	v[aLazy] = !m.inTx // never change the durability of the caller's transaction
+	v[aLazy] = !m.inTx && !inTransaction(m.pool()) // never change the durability of the caller's transaction
 	s := plain
 	if m.channel != "" {
 		s = notify
 		if _, ok := m.notifier.(Watcher); ok {
 			s = watched
 		}
-		v[aChannel], v[aOrigin] = m.channel, noticeOrigin
+		v[aChannel], v[aOrigin] = m.channel, originOf(m.dbID)
 	}
 	if !m.d.deleteCounts {
 		return m.exec(ctx, s, v)
@@ -395,7 +428,7 @@ func (m *Manager) delete(ctx context.Context, plain, notify, watched stmt, v *va
 }
 
 func (m *Manager) released(ctx context.Context, l *Lock, start time.Time) {
-	wakeLocal(m.tableName, l.Name)
+	wakeLocal(m.dbID, m.tableName, l.Name)
 	m.event(ctx, m.hooks.OnRelease, l, start, "lockmgr: released")
 }
 

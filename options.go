@@ -94,7 +94,9 @@ func WithNotifier(n Notifier) Option {
 // metrics) see them. By default they go to db's connection pool (or
 // transaction) directly, which saves about 50 allocations per lock cycle
 // and, on SQLite, a fifth of its time. WithLogger and WithHooks report
-// lockmgr's calls either way.
+// lockmgr's calls either way. When gorm.io/plugin/dbresolver is registered
+// on db, its callbacks choose the database, so lockmgr takes GORM's path
+// without being asked.
 func WithGORMCallbacks() Option {
 	return func(s *settings) error {
 		s.viaGORM = true

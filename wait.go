@@ -57,7 +57,7 @@ func (m *Manager) waitAcquire(ctx context.Context, name string, c *lockConfig, s
 	woken := false
 	defer func() {
 		if l == nil && (woken || len(w.wake) > 0) {
-			local.wakeOne(m.tableName, name)
+			local.wakeOne(m.dbID, m.tableName, name)
 		}
 	}()
 	defer m.subscribe(name, w)()
@@ -115,11 +115,11 @@ func jitter(d time.Duration) time.Duration {
 // from, wakes it in turn; with a Watcher notifier it also tells other
 // processes that this one waits, so that their releases notify.
 func (m *Manager) subscribe(name string, w *waiter) (stop func()) {
-	stopLocal := local.subscribe(m.tableName, name, w)
+	stopLocal := local.subscribe(m.dbID, m.tableName, name, w)
 	if m.notifier == nil || m.channel == "" {
 		return stopLocal
 	}
-	stopRemote := remote.subscribe(m.notifier, m.notifierID(), m.channel, m.tableName)
+	stopRemote := remote.subscribe(m.notifier, m.notifierID(), m.dbID, m.channel, m.tableName)
 	stopWatch := func() {}
 	if wn, ok := m.notifier.(Watcher); ok {
 		stopWatch = wn.Watch(m.channel, name)
@@ -132,20 +132,23 @@ type waiter struct {
 	wake chan struct{} // capacity 1: a wake-up not yet taken
 }
 
-// local is the process-wide registry of waiters, keyed by table and name,
-// so that a release by any Manager reaches waiters of every Manager in this
-// process at once.
-var local = &waiters{queues: map[string][]*waiter{}}
+// local is the process-wide registry of waiters, keyed by database handle
+// (databaseID), table and name, so that a release by any Manager reaches
+// waiters of every Manager on the same table in this process at once.
+var local = &waiters{queues: map[waitKey][]*waiter{}}
 
 type waiters struct {
 	mu     sync.Mutex
-	queues map[string][]*waiter // in the order they began waiting
+	queues map[waitKey][]*waiter // in the order they began waiting
 }
 
-func waitKey(table, name string) string { return table + "\x00" + name }
+type waitKey struct {
+	db          any
+	table, name string
+}
 
-func (ws *waiters) subscribe(table, name string, w *waiter) (stop func()) {
-	key := waitKey(table, name)
+func (ws *waiters) subscribe(db any, table, name string, w *waiter) (stop func()) {
+	key := waitKey{db, table, name}
 	ws.mu.Lock()
 	ws.queues[key] = append(ws.queues[key], w)
 	ws.mu.Unlock()
@@ -164,10 +167,10 @@ func (ws *waiters) subscribe(table, name string, w *waiter) (stop func()) {
 // wakeOne wakes the first waiter of name without a wake-up pending: one
 // release, one attempt. A waiter busy with an attempt is woken too, as its
 // attempt may have found the name held just before the release.
-func (ws *waiters) wakeOne(table, name string) {
+func (ws *waiters) wakeOne(db any, table, name string) {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	for _, w := range ws.queues[waitKey(table, name)] {
+	for _, w := range ws.queues[waitKey{db, table, name}] {
 		select {
 		case w.wake <- struct{}{}:
 			return
@@ -183,6 +186,7 @@ var remote = &remoteSubs{subs: map[remoteKey]*remoteSub{}}
 
 type remoteKey struct {
 	id             any // the notifier, or its Manager's stand-in (notifierID)
+	db             any // databaseID
 	channel, table string
 }
 
@@ -196,15 +200,16 @@ type remoteSubs struct {
 	subs map[remoteKey]*remoteSub
 }
 
-func (r *remoteSubs) subscribe(n Notifier, id any, channel, table string) (stop func()) {
-	key := remoteKey{id, channel, table}
+func (r *remoteSubs) subscribe(n Notifier, id, db any, channel, table string) (stop func()) {
+	key := remoteKey{id, db, channel, table}
+	origin := originOf(db)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.subs[key]
 	if s == nil {
 		s = &remoteSub{stop: n.Subscribe(channel, func(payload string) {
-			if name, own := parseNotice(payload); !own {
-				local.wakeOne(table, name)
+			if name, own := parseNotice(payload, origin); !own {
+				local.wakeOne(db, table, name)
 			}
 		})}
 		r.subs[key] = s
@@ -220,23 +225,32 @@ func (r *remoteSubs) subscribe(n Notifier, id any, channel, table string) (stop 
 	})
 }
 
-// noticeOrigin marks the release notices this process sends: their
-// payload is noticeOrigin followed by the name. A process has woken its own
-// waiters when it released, so it ignores its own notices, which would
-// wake a second waiter to find the name taken again.
-var noticeOrigin = func() string {
+// originOf is the mark of the release notices sent through one database
+// handle of this process: their payload is the mark followed by the name.
+// The waiters of that handle were woken when it released, so its
+// subscription ignores its own notices, which would wake a second waiter
+// to find the name taken again; another handle's notices wake its waiters.
+func originOf(db any) string {
+	if o, ok := origins.Load(db); ok {
+		return o.(string)
+	}
 	var b [8]byte
 	_, _ = crand.Read(b[:])
-	return "\x1e" + hex.EncodeToString(b[:]) + "\x1e"
-}()
+	o, _ := origins.LoadOrStore(db, "\x1e"+hex.EncodeToString(b[:])+"\x1e")
+	return o.(string)
+}
+
+var origins sync.Map // databaseID → its notice mark
+
+// originLen is the length of a notice's mark: "\x1e", 16 hex digits, "\x1e".
+const originLen = 18
 
 // parseNotice splits a notice's payload into the released name and
-// whether this process sent it. A payload without an origin (sent by hand,
-// or by another tool) is a bare name.
-func parseNotice(payload string) (name string, own bool) {
-	n := len(noticeOrigin)
-	if len(payload) > n && payload[0] == '\x1e' && payload[n-1] == '\x1e' {
-		return payload[n:], payload[:n] == noticeOrigin
+// whether it carries the mark origin. A payload without a mark (sent by
+// hand, or by another tool) is a bare name.
+func parseNotice(payload, origin string) (name string, own bool) {
+	if len(payload) > originLen && payload[0] == '\x1e' && payload[originLen-1] == '\x1e' {
+		return payload[originLen:], payload[:originLen] == origin
 	}
 	return payload, false
 }
@@ -251,4 +265,4 @@ func (m *Manager) notifierID() any {
 	return m.notifyWarned
 }
 
-func wakeLocal(table, name string) { local.wakeOne(table, name) }
+func wakeLocal(db any, table, name string) { local.wakeOne(db, table, name) }

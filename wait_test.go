@@ -28,7 +28,7 @@ func startWaiter(t *testing.T, e *env, m *lockmgr.Manager, name string, queued i
 		w.got.Store(l)
 		w.done <- err
 	}()
-	eventually(t, 10*time.Second, func() bool { return lockmgr.LocalWaiters(e.table, name) == queued },
+	eventually(t, 10*time.Second, func() bool { return lockmgr.LocalWaiters(m, name) == queued },
 		"the waiter queues")
 	return w
 }
@@ -71,14 +71,14 @@ func TestReleaseWakesOneWaiterAndAWakeUpIsPassedOn(t *testing.T) {
 		require.NoError(t, w1.result(t, 10*time.Second), "the first waiter is woken, long before its backoff")
 		time.Sleep(300 * time.Millisecond)
 		assert.Equal(t, before, contended.Load(), "no other waiter was woken to find the name held")
-		assert.Equal(t, 2, lockmgr.LocalWaiters(e.table, "A"))
+		assert.Equal(t, 2, lockmgr.LocalWaiters(m, "A"))
 
 		// w2 is woken while w1 holds the name, and held in its contention hook;
 		// meanwhile w1 releases (the wake-up goes to w2, first in the queue)
 		// and w2's context ends: w2 leaves without the lock and passes the
 		// wake-up on to w3.
 		block.Store(true)
-		lockmgr.WakeLocal(e.table, "A")
+		lockmgr.WakeLocal(m, "A")
 		<-entered
 		require.NoError(t, e.m.Release(e.ctx, w1.got.Load()))
 		w2.cancel()

@@ -160,8 +160,8 @@ func (l *Listener) run(ctx context.Context, conn *pgx.Conn) {
 				backoff = min(2*backoff, 5*time.Second)
 				continue
 			}
-			backoff = 100 * time.Millisecond
 		}
+		connected := time.Now()
 		if err := l.listenAndWait(ctx, conn); err != nil && ctx.Err() == nil {
 			if !errors.Is(err, ErrNotDelivered) {
 				err = fmt.Errorf("pgnotify: %w", err)
@@ -169,6 +169,12 @@ func (l *Listener) run(ctx context.Context, conn *pgx.Conn) {
 			l.report(err)
 			l.hangUp(conn)
 			conn = nil
+			if time.Since(connected) < time.Second { // a connection that fails at once: back off
+				sleep(ctx, backoff)
+				backoff = min(2*backoff, 5*time.Second)
+			} else {
+				backoff = 100 * time.Millisecond
+			}
 		}
 	}
 	if conn != nil {

@@ -2,9 +2,12 @@ package pgnotify
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/gormlock/lockmgr"
 )
@@ -19,13 +22,17 @@ const (
 	watchLinger = time.Second
 	// MaxWatched bounds the names one Listener holds advisory locks for:
 	// they share PostgreSQL's lock table (max_locks_per_transaction ×
-	// max_connections entries) with every other session. Waiters for names
-	// beyond it are not announced to releasers, and take the lock on their
-	// backoff schedule.
-	MaxWatched = 256
+	// max_connections entries, 6 400 by default) with every other session.
+	// Waiters for names beyond it are not announced to releasers, and take
+	// the lock on their backoff schedule. Locks kept after their last waiter
+	// left are let go first when new names need room.
+	MaxWatched = 64
 	// watchRetry is how long a name whose lock a releaser held at that
 	// instant waits before the listener tries again.
 	watchRetry = 5 * time.Millisecond
+	// watchRefusedRetry is how long names wait after the server refused
+	// to lock them (an error, not a lock held by a release).
+	watchRefusedRetry = 10 * time.Second
 )
 
 type watchKey struct{ channel, name string }
@@ -93,21 +100,27 @@ func (l *Listener) watchWork(now time.Time) (lock, unlock []watchKey, next time.
 			next = t
 		}
 	}
+	full := false // a wanted name found no room
+	var lingering []watchKey
 	for k, st := range l.watches {
 		switch {
 		case st.held && st.refs == 0:
 			if at := st.idle.Add(watchLinger); !at.After(now) {
 				unlock = append(unlock, k)
 			} else {
+				lingering = append(lingering, k)
 				later(at)
 			}
+		case !st.held && st.refs > 0 && st.retry.After(now):
+			later(st.retry)
 		case !st.held && st.refs > 0 && held+len(lock) < MaxWatched:
-			if st.retry.After(now) {
-				later(st.retry)
-			} else {
-				lock = append(lock, k)
-			}
+			lock = append(lock, k)
+		case !st.held && st.refs > 0:
+			full = true
 		}
+	}
+	if full {
+		unlock = append(unlock, lingering...) // make room now
 	}
 	return lock, unlock, next
 }
@@ -138,6 +151,15 @@ func (l *Listener) syncWatches(ctx context.Context, conn *pgx.Conn) error {
 	for ch, names := range byChannel(lock) {
 		rows, err := conn.Query(ctx, "SELECT n, pg_try_advisory_lock_shared(hashtext($1), hashtext(n)) FROM unnest($2::text[]) AS n",
 			simple, ch, names)
+		if err == nil {
+			err = rows.Err() // an error the server sent at once
+		}
+		if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) {
+			// The server refused (its lock table full, say) and the
+			// connection is fine: these names wait on backoff for a while.
+			l.refused(ch, names, err)
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -152,6 +174,10 @@ func (l *Listener) syncWatches(ctx context.Context, conn *pgx.Conn) error {
 			got[name] = ok
 		}
 		if err := rows.Err(); err != nil {
+			if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) {
+				l.refused(ch, names, err)
+				continue
+			}
 			return err
 		}
 		now := time.Now()
@@ -159,19 +185,42 @@ func (l *Listener) syncWatches(ctx context.Context, conn *pgx.Conn) error {
 		for name, ok := range got {
 			k := watchKey{ch, name}
 			st := l.watches[k]
-			if st == nil { // its watcher left meanwhile: let go of it later
+			switch {
+			case st == nil && !ok:
+				continue // its watcher left meanwhile, and nothing is held
+			case st == nil: // its watcher left meanwhile: let go of it later
 				st = &watchState{idle: now}
 				l.watches[k] = st
 			}
-			if st.held = ok; !ok {
+			switch st.held = ok; {
+			case !ok && st.refs == 0:
+				delete(l.watches, k)
+			case !ok:
 				st.retry = now.Add(watchRetry) // a release holds it this instant
-			} else if st.refs == 0 && st.idle.IsZero() {
+			case st.refs == 0 && st.idle.IsZero():
 				st.idle = now
 			}
 		}
 		l.mu.Unlock()
 	}
 	return nil
+}
+
+// refused puts off watching names the server would not lock for, and
+// logs why.
+func (l *Listener) refused(channel string, names []string, err error) {
+	l.mu.Lock()
+	retry := time.Now().Add(watchRefusedRetry)
+	for _, name := range names {
+		if st := l.watches[watchKey{channel, name}]; st != nil && !st.held {
+			st.retry = retry
+		}
+	}
+	l.mu.Unlock()
+	if l.cfg.logger != nil {
+		l.cfg.logger.LogAttrs(context.Background(), slog.LevelWarn,
+			"pgnotify: cannot watch names; their waiters rely on backoff", slog.String("error", err.Error()))
+	}
 }
 
 func byChannel(keys []watchKey) map[string][]string {
