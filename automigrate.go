@@ -399,14 +399,20 @@ func (p *Plugin) Initialize(db *gorm.DB) error {
 func (p *Plugin) Manager() *Manager { return p.m }
 
 // FromDB returns the Manager of the Plugin registered on db with db.Use.
-// It returns ErrInvalidOption when there is none.
+// Given the tx of a transaction (db.Transaction's callback, db.Begin()),
+// it returns that Manager's WithTx(tx), as New(tx) would be: its locks
+// commit or roll back with tx. It returns ErrInvalidOption when there is
+// no plugin.
 func FromDB(db *gorm.DB) (*Manager, error) {
-	if db == nil || db.Config == nil {
-		return nil, fmt.Errorf("%w: nil *gorm.DB", ErrInvalidOption)
+	if err := checkDB(db); err != nil {
+		return nil, err
 	}
 	p, ok := db.Config.Plugins[pluginName].(*Plugin)
 	if !ok || p.m == nil {
 		return nil, fmt.Errorf("%w: no lockmgr plugin on this *gorm.DB; register one with db.Use(lockmgr.NewPlugin())", ErrInvalidOption)
+	}
+	if pool, _ := unprepared(db.Statement.ConnPool); inTransaction(pool) || inTransaction(db.Statement.ConnPool) {
+		return p.m.WithTx(db), nil // inside db.Transaction: as New(tx) is, transactional
 	}
 	return p.m, nil
 }

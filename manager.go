@@ -31,6 +31,12 @@ type Manager struct {
 	cluster   *clusterProbe // is the server a Galera node (galera.go)
 	// notifyWarned is when the Manager last logged a failing notifier.
 	notifyWarned *notifierWarned
+	// release bounds what lockmgr finishes after a caller's context ended
+	// (WithReleaseTimeout).
+	release time.Duration
+	// err, when set, is returned by every call: WithTx was given no
+	// transaction.
+	err error
 }
 
 // New returns a Manager for the lock table of db (DefaultTable unless
@@ -42,10 +48,10 @@ type Manager struct {
 // TiDB or SQLite, and ErrUnsupportedEngine for an engine it cannot serve
 // correctly.
 func New(db *gorm.DB, opts ...Option) (*Manager, error) {
-	if db == nil {
-		return nil, fmt.Errorf("%w: nil *gorm.DB", ErrInvalidOption)
+	if err := checkDB(db); err != nil {
+		return nil, err
 	}
-	s := settings{table: DefaultTable, owner: hostname()}
+	s := settings{table: DefaultTable, owner: hostname(), release: DefaultReleaseTimeout}
 	for _, o := range opts {
 		if o == nil {
 			return nil, fmt.Errorf("%w: nil Option", ErrInvalidOption)
@@ -67,6 +73,7 @@ func New(db *gorm.DB, opts ...Option) (*Manager, error) {
 		owner: s.owner, logger: s.logger, hooks: s.hooks, notifier: s.notifier,
 		viaGORM: s.viaGORM || usesResolver(db), dbID: databaseID(db),
 		schema: newSchemaState(), cluster: &clusterProbe{}, notifyWarned: new(notifierWarned),
+		release: s.release,
 	}
 	if m.notifier != nil && kind == "postgres" {
 		m.channel = m.notifier.Channel(s.table)
@@ -99,15 +106,44 @@ func mysqlServer(db *gorm.DB, kind string) server {
 // Table is the name of the Manager's lock table.
 func (m *Manager) Table() string { return m.tableName }
 
+// checkDB refuses a *gorm.DB that gorm.Open did not finish: nil, a zero
+// gorm.DB{}, or the half-built one gorm.Open returns beside its error.
+func checkDB(db *gorm.DB) error {
+	switch {
+	case db == nil:
+		return fmt.Errorf("%w: nil *gorm.DB", ErrInvalidOption)
+	case db.Config == nil || db.Dialector == nil || db.Statement == nil:
+		return fmt.Errorf("%w: *gorm.DB was not made by gorm.Open", ErrInvalidOption)
+	case db.Statement.ConnPool == nil || db.Error != nil:
+		return fmt.Errorf("%w: *gorm.DB has no connection (did gorm.Open fail?): %v", ErrInvalidOption, db.Error)
+	}
+	return nil
+}
+
 // WithTx returns a Manager with the same settings whose calls run inside
-// the caller's transaction tx: what they write commits or rolls back with
-// it. Multi-statement calls (RenewLock, SetLock) use a savepoint in it.
+// the caller's transaction tx (db.Begin(), or the tx a db.Transaction
+// callback gets): what they write commits or rolls back with it.
+// Multi-statement calls (RenewLock, SetLock) use a savepoint in it. Do
+// and Acquire are refused on it (a scope's keep-alive and releases cannot
+// share the caller's connection). If tx is nil or not in a transaction,
+// every call of the returned Manager returns ErrInvalidOption.
 func (m *Manager) WithTx(tx *gorm.DB) *Manager {
 	c := *m
-	c.db = txSession(tx)
 	c.inTx = true
+	if err := checkDB(tx); err != nil {
+		c.err = fmt.Errorf("WithTx: %w", err)
+		return &c
+	}
+	c.db = txSession(tx)
+	if !inTransaction(c.pool()) {
+		c.err = fmt.Errorf("%w: WithTx was given a *gorm.DB that is not in a transaction (use db.Begin(), or the tx of db.Transaction)", ErrInvalidOption)
+	}
 	return &c
 }
+
+// inCallerTx reports a Manager whose statements run in a transaction of
+// the caller's: WithTx, or New given a *gorm.DB inside one.
+func (m *Manager) inCallerTx() bool { return m.inTx || inTransaction(m.pool()) }
 
 func (m *Manager) conn(ctx context.Context) *gorm.DB {
 	return m.db.WithContext(ctx)
@@ -247,11 +283,22 @@ func process(c *lockConfig) int64 {
 }
 
 // prepare validates a call's name and options before any SQL runs.
-func prepare(name string, opts []LockOption) (lockConfig, error) {
+func prepare(ctx context.Context, call string, allowed optionSet, name string, opts []LockOption) (lockConfig, error) {
+	if err := checkContext(ctx); err != nil {
+		return lockConfig{}, err
+	}
 	if err := ValidateName(name); err != nil {
 		return lockConfig{}, err
 	}
-	return newLockConfig(opts)
+	return newLockConfig(call, allowed, opts)
+}
+
+// checkContext refuses a nil context, before anything would use it.
+func checkContext(ctx context.Context) error {
+	if ctx == nil {
+		return fmt.Errorf("%w: nil context.Context (use context.Background())", ErrInvalidOption)
+	}
+	return nil
 }
 
 func validateLock(l *Lock) error {
@@ -270,7 +317,7 @@ func validateLock(l *Lock) error {
 // certification conflict) is repeated; if it keeps being rolled back, the
 // error matches ErrLocked and carries the database's error too.
 func (m *Manager) GetLock(ctx context.Context, name string, opts ...LockOption) (*Lock, error) {
-	c, err := prepare(name, opts)
+	c, err := prepare(ctx, "GetLock", getLockOptions, name, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -293,7 +340,23 @@ func (m *Manager) tryAcquire(ctx context.Context, name string, c *lockConfig, st
 	if m.d.clientClock {
 		dest = dest[:2]
 	}
-	found, err := m.runAcquireOnce(ctx, &v, dest...)
+	if err := ctx.Err(); err != nil { // nothing sent yet: nothing to undo
+		return nil, fmt.Errorf("lockmgr: acquire %q: %w", name, context.Cause(ctx))
+	}
+	// The attempt runs to its reply whatever happens to ctx (bounded by
+	// m.release): a statement cut off by ctx may still commit on the
+	// server, and leave the lock held by a token nobody has.
+	actx, cancel := m.detached(ctx)
+	found, err := m.runAcquireOnce(actx, &v, dest...)
+	cancel()
+	won := err == nil && found && token == l.Token
+	if won && ctx.Err() != nil { // the caller gave up meanwhile: give the lock back
+		m.undo(ctx, l, nil)
+		return nil, fmt.Errorf("lockmgr: acquire %q: %w", name, context.Cause(ctx))
+	}
+	if err != nil && !m.d.retryable(err, m.inTx) {
+		m.undo(ctx, l, err) // it may have committed before the error
+	}
 	if err != nil && m.d.retryable(err, m.inTx) {
 		// Rolled back maxStatementAttempts times: concurrent acquisitions
 		// (on Galera, on other nodes) kept winning the conflict.
@@ -312,6 +375,54 @@ func (m *Manager) tryAcquire(ctx context.Context, name string, c *lockConfig, st
 	}
 	m.event(ctx, m.hooks.OnAcquire, l, start, "lockmgr: acquired")
 	return l, nil
+}
+
+// detached is the context an acquisition attempt runs on: ctx's values
+// without its cancellation, bounded by m.release.
+func (m *Manager) detached(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), m.release)
+}
+
+// undo releases l, an acquisition whose caller will not get it: won after
+// the caller's context ended, or ended by an error (cause) after which the
+// row may be held with l's token anyway (a reply lost to a broken
+// connection, an attempt past m.release that the server may still
+// commit). Nobody else has l's token, so the release cannot touch another
+// holder. Inside the caller's transaction only a won lock is undone: a
+// failed statement left nothing (MySQL, SQLite) or the transaction is
+// aborted (PostgreSQL) and rolls back with its owner.
+func (m *Manager) undo(ctx context.Context, l *Lock, cause error) {
+	if cause != nil && m.inCallerTx() {
+		return
+	}
+	rctx, cancel := m.detached(ctx)
+	defer cancel()
+	release := func() error {
+		var v values
+		v[aName], v[aToken] = l.Name, l.Token
+		n, err := m.delete(rctx, m.d.release, m.d.releaseNotify, m.d.releaseWatched, &v)
+		if n > 0 {
+			wakeLocal(m.dbID, m.tableName, l.Name)
+		}
+		return err
+	}
+	err := release()
+	if cause == nil {
+		if err != nil {
+			m.warn(ctx, "lockmgr: release of an abandoned acquisition failed", l.Name, err)
+		}
+		return
+	}
+	if errors.Is(cause, context.DeadlineExceeded) && err == nil {
+		// The server may still be running the attempt that timed out:
+		// look once more after a moment.
+		if sleep(rctx, time.Second) == nil {
+			err = release()
+		}
+	}
+	if err != nil {
+		m.warn(ctx, "lockmgr: release of a failed acquisition failed; the lock may be held until it expires", l.Name, err)
+	}
 }
 
 // runAcquireOnce runs the acquisition and reads back the row as it stands;

@@ -16,8 +16,10 @@ const (
 	// DefaultScopeRenew is how much Scope.Renew adds unless Expires says
 	// otherwise (django-lockmgr's LockMgr.renew: 120 seconds, add time).
 	DefaultScopeRenew = 120 * time.Second
-	// DefaultReleaseTimeout bounds the release a scope does when it ends,
-	// which runs on a fresh context so a cancelled caller still cleans up.
+	// DefaultReleaseTimeout bounds the work lockmgr finishes on a caller's
+	// behalf after the caller's context has ended (WithReleaseTimeout sets
+	// it): the releases a scope makes when it ends, and an acquisition
+	// statement already sent, with the release of what it took.
 	DefaultReleaseTimeout = 10 * time.Second
 )
 
@@ -31,6 +33,7 @@ type settings struct {
 	hooks    Hooks
 	notifier Notifier
 	viaGORM  bool
+	release  time.Duration
 }
 
 // WithTable makes the Manager use the named table instead of DefaultTable.
@@ -104,9 +107,56 @@ func WithGORMCallbacks() Option {
 	}
 }
 
+// WithReleaseTimeout bounds the work the Manager finishes on a caller's
+// behalf once the caller's context has ended (default
+// DefaultReleaseTimeout): a scope's releases when it ends, and an
+// acquisition statement already sent, which runs to its reply so that
+// the lock it may have taken is known and released rather than left held
+// by nobody. d must be positive.
+func WithReleaseTimeout(d time.Duration) Option {
+	return func(s *settings) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: WithReleaseTimeout(%v) must be positive", ErrInvalidOption, d)
+		}
+		s.release = d
+		return nil
+	}
+}
+
 // LockOption tunes one call: GetLock, RenewLock, Renew, SetLock, Do,
-// Acquire and the Scope's methods. Options a call has no use for are ignored.
+// Acquire and the Scope's methods. An option the call has no use for
+// (Fail given to GetLock, say) makes it return ErrInvalidOption naming
+// the option, before any SQL runs.
 type LockOption func(*lockConfig)
+
+// optionSet records which options a call was given, by opt* bit.
+type optionSet uint16
+
+const (
+	optExpires optionSet = 1 << iota
+	optWait
+	optLockedBy
+	optProcess
+	optAddTime
+	optCreate
+	optNoCreate
+	optFail
+	optNoRenew
+	optNoKeepAlive
+	optKeepAliveEvery
+)
+
+var optionNames = []string{"Expires", "Wait", "LockedBy", "Process", "AddTime", "Create", "NoCreate",
+	"Fail", "NoRenew", "NoKeepAlive", "KeepAliveEvery"}
+
+// The options each kind of call accepts.
+const (
+	getLockOptions = optExpires | optWait | optLockedBy | optProcess
+	scopeOptions   = getLockOptions | optNoKeepAlive | optKeepAliveEvery
+	renewOptions   = optExpires | optAddTime | optCreate | optLockedBy | optProcess
+	scopeRenewOpts = optExpires | optAddTime | optCreate | optNoCreate
+	setLockOptions = optExpires | optLockedBy | optProcess | optFail | optNoRenew | optNoCreate
+)
 
 type lockConfig struct {
 	expires        time.Duration
@@ -120,6 +170,7 @@ type lockConfig struct {
 	noRenew        bool
 	noKeepAlive    bool
 	keepAliveEvery time.Duration
+	given          optionSet
 	err            error
 }
 
@@ -129,7 +180,7 @@ type lockConfig struct {
 func Expires(d time.Duration) LockOption {
 	return func(c *lockConfig) {
 		c.check(d >= 0, "Expires(%v) is negative", d)
-		c.expires, c.expiresSet = d, true
+		c.expires, c.expiresSet, c.given = d, true, c.given|optExpires
 	}
 }
 
@@ -142,7 +193,7 @@ func NoExpiry() LockOption { return Expires(0) }
 func Wait(d time.Duration) LockOption {
 	return func(c *lockConfig) {
 		c.check(d >= 0, "Wait(%v) is negative", d)
-		c.wait = d
+		c.wait, c.given = d, c.given|optWait
 	}
 }
 
@@ -152,49 +203,49 @@ func LockedBy(s string) LockOption {
 		if err := validateLockedBy(s); err != nil && c.err == nil {
 			c.err = err
 		}
-		c.lockedBy = &s
+		c.lockedBy, c.given = &s, c.given|optLockedBy
 	}
 }
 
 // Process sets the process id recorded with the lock (default
 // os.Getpid()); 0 records none (NULL), as django-lockmgr does by default.
 func Process(pid int64) LockOption {
-	return func(c *lockConfig) { c.process = &pid }
+	return func(c *lockConfig) { c.process, c.given = &pid, c.given|optProcess }
 }
 
 // AddTime makes a renewal add the duration to the current expiry instead
 // of setting it to max(current, now+duration).
 func AddTime() LockOption {
-	return func(c *lockConfig) { t := true; c.addTime = &t }
+	return func(c *lockConfig) { t := true; c.addTime, c.given = &t, c.given|optAddTime }
 }
 
 // Create makes a renewal of an absent or expired lock create it instead of
 // failing with ErrLockNotFound or ErrNotHeld.
 func Create() LockOption {
-	return func(c *lockConfig) { t := true; c.create = &t }
+	return func(c *lockConfig) { t := true; c.create, c.given = &t, c.given|optCreate }
 }
 
 // NoCreate makes SetLock skip free names, and Scope.Renew fail instead of
 // re-creating a lock that was lost.
 func NoCreate() LockOption {
-	return func(c *lockConfig) { f := false; c.create = &f }
+	return func(c *lockConfig) { f := false; c.create, c.given = &f, c.given|optNoCreate }
 }
 
 // Fail makes SetLock roll back everything and return *LockFail on the first
 // held name.
 func Fail() LockOption {
-	return func(c *lockConfig) { c.fail = true }
+	return func(c *lockConfig) { c.fail, c.given = true, c.given|optFail }
 }
 
 // NoRenew makes SetLock leave held names as they are ("skip").
 func NoRenew() LockOption {
-	return func(c *lockConfig) { c.noRenew = true }
+	return func(c *lockConfig) { c.noRenew, c.given = true, c.given|optNoRenew }
 }
 
 // NoKeepAlive stops a scope from renewing its main lock in the background,
 // as django-lockmgr's LockMgr does not.
 func NoKeepAlive() LockOption {
-	return func(c *lockConfig) { c.noKeepAlive = true }
+	return func(c *lockConfig) { c.noKeepAlive, c.given = true, c.given|optNoKeepAlive }
 }
 
 // KeepAliveEvery sets how often a scope renews its main lock; the default is
@@ -202,7 +253,7 @@ func NoKeepAlive() LockOption {
 func KeepAliveEvery(d time.Duration) LockOption {
 	return func(c *lockConfig) {
 		c.check(d > 0, "KeepAliveEvery(%v) must be positive", d)
-		c.keepAliveEvery = d
+		c.keepAliveEvery, c.given = d, c.given|optKeepAliveEvery
 	}
 }
 
@@ -212,15 +263,31 @@ func (c *lockConfig) check(ok bool, format string, args ...any) {
 	}
 }
 
-func newLockConfig(opts []LockOption) (lockConfig, error) {
+// newLockConfig applies opts for call, which accepts the options in
+// allowed; any other is ErrInvalidOption.
+func newLockConfig(call string, allowed optionSet, opts []LockOption) (lockConfig, error) {
 	c := lockConfig{expires: DefaultExpires}
+	return c, c.apply(call, allowed, opts)
+}
+
+func (c *lockConfig) apply(call string, allowed optionSet, opts []LockOption) error {
 	for _, o := range opts {
 		if o == nil {
-			return c, fmt.Errorf("%w: nil LockOption", ErrInvalidOption)
+			return fmt.Errorf("%w: nil LockOption", ErrInvalidOption)
 		}
-		o(&c)
+		o(c)
 	}
-	return c, c.err
+	if c.err != nil {
+		return c.err
+	}
+	if extra := c.given &^ allowed; extra != 0 {
+		for i, name := range optionNames {
+			if extra&(1<<i) != 0 {
+				return fmt.Errorf("%w: %s does not take %s()", ErrInvalidOption, call, name)
+			}
+		}
+	}
+	return nil
 }
 
 func flag(p *bool, def bool) bool {

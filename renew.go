@@ -13,16 +13,27 @@ import (
 // (Expires defaults to DefaultExpires; Expires(0) makes it never expire).
 // A never-expiring lock stays so. If the token no longer holds the name it
 // returns ErrNotHeld, unless Create is given: then it takes the name anew
-// (ErrLocked if someone else holds it). The returned Lock is a new snapshot.
+// (ErrLocked if someone else holds it). A Lock with an empty Token (as
+// django-lockmgr's rows have) is held by nobody's token: ErrNotHeld, before
+// any SQL. The returned Lock is a new snapshot.
 func (m *Manager) Renew(ctx context.Context, l *Lock, opts ...LockOption) (*Lock, error) {
 	if err := validateLock(l); err != nil {
 		return nil, err
 	}
-	c, err := newLockConfig(opts)
+	if err := checkContext(ctx); err != nil {
+		return nil, err
+	}
+	c, err := newLockConfig("Renew", renewOptions, opts)
 	if err != nil {
 		return nil, err
 	}
-	nl, err := m.renewToken(ctx, l, &c)
+	// An empty token is nobody's: rows django-lockmgr wrote have one, and
+	// renewing by it would extend whatever Django holds.
+	err = fmt.Errorf("%w: lock %q has no token", ErrNotHeld, l.Name)
+	var nl *Lock
+	if l.Token != "" {
+		nl, err = m.renewToken(ctx, l, &c)
+	}
 	if errors.Is(err, ErrNotHeld) && flag(c.create, false) {
 		return m.recreate(ctx, l, &c)
 	}

@@ -136,6 +136,12 @@ func (m *Manager) checkInTx(ctx context.Context) error {
 // transaction, which such a failure may have aborted, the error is
 // returned as ErrSchema and the next call outside it checks again.
 func (m *Manager) guard(ctx context.Context, op func() error) error {
+	if err := checkContext(ctx); err != nil {
+		return err
+	}
+	if m.err != nil {
+		return m.err
+	}
 	if err := m.ready(ctx); err != nil {
 		return err
 	}

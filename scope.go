@@ -9,38 +9,55 @@ import (
 )
 
 // Scope holds a main lock, and any further locks taken through it, until
-// Close (django-lockmgr's LockMgr). While open it renews the main lock in
-// the background (unless NoKeepAlive) and cancels Context with cause
-// ErrLockLost if the lock is lost. A Scope's methods are safe for
-// concurrent use.
+// Close (django-lockmgr's LockMgr). While open it renews every lock it
+// holds in the background (unless NoKeepAlive) and cancels Context with
+// cause ErrLockLost if any of them is lost — found taken by a renewal, or
+// not renewed in time to be sure it is still held; with NoKeepAlive, when
+// a lock's expiry as the scope knows it arrives. A Scope's methods are
+// safe for concurrent use.
 type Scope struct {
 	m        *Manager
-	defaults lockConfig // for extra locks: the scope's expiry, wait and holder
+	defaults lockConfig // for extra locks: the scope's expiry, wait, holder and keep-alive
 	ctx      context.Context
 	cancel   context.CancelCauseFunc
 	parent   context.Context
-	stopWake func() bool        // stops the close-on-cancel of the parent context
-	stopKA   context.CancelFunc // stops the keep-alive goroutine
-	kaDone   chan struct{}      // closed when it has stopped
 	start    time.Time
 
-	mu       sync.Mutex
-	main     *Lock
-	extra    map[string]*Lock
-	deadline time.Time // by this process's monotonic clock, the main lock lasts at least until then
-	lost     bool
-	closed   bool
+	// The tending goroutine (scope_life.go): renews what is due, declares
+	// lost what ran out of time.
+	tendCtx  context.Context
+	stopTend context.CancelFunc
+	tendDone chan struct{}
+	nudge    chan struct{} // capacity 1: the held set changed
+
+	mu     sync.Mutex
+	main   *Lock            // the main lock as last acquired or renewed; Token "" after Unlock
+	held   map[string]*held // every lock the scope holds, the main one included
+	lost   []string         // names of the locks found lost, in order
+	closed bool
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
+// held is one lock of a scope and what keeps it.
+type held struct {
+	lock     *Lock
+	deadline time.Time     // by this process's monotonic clock, the lock lasts at least until then
+	expires  time.Duration // what a keep-alive renewal asks for
+	every    time.Duration // how often it is renewed; 0: never (NoKeepAlive)
+	next     time.Time     // when it is renewed next
+}
+
 // Do takes name (waiting as Wait allows), runs fn with a context that is
-// cancelled with cause ErrLockLost if the lock is lost, and releases every
-// lock the scope holds when fn returns, fails, panics (the panic is
-// re-raised after the release) or ctx ends. It returns fn's error, joined
-// with ErrLockLost if the lock was lost meanwhile and with any release
-// error; ErrLocked if name could not be taken.
+// cancelled with cause ErrLockLost if a lock of the scope is lost, and
+// releases every lock the scope holds once fn has returned, failed or
+// panicked (the panic is re-raised after the release). When ctx ends, fn's
+// context is cancelled but the locks stay held, and kept alive, until fn
+// returns: a replica told to stop keeps its lock until its work has
+// stopped. It returns fn's error, joined with ErrLockLost if a lock was
+// lost meanwhile and with any release error; ErrLocked if name could not
+// be taken.
 func (m *Manager) Do(ctx context.Context, name string, fn func(ctx context.Context, s *Scope) error, opts ...LockOption) (err error) {
 	if fn == nil {
 		return fmt.Errorf("%w: nil function", ErrInvalidOption)
@@ -61,33 +78,43 @@ func (m *Manager) Do(ctx context.Context, name string, fn func(ctx context.Conte
 
 // Acquire takes name (waiting as Wait allows) and returns a Scope holding
 // it; call Close when done, typically with defer. The Scope's Context is
-// derived from ctx; when ctx ends the scope closes itself, releasing its
-// locks. It returns ErrLocked if name could not be taken.
+// derived from ctx, but ctx's end does not release anything: the locks
+// stay held, and kept alive, until Close, so that the caller's work never
+// runs unprotected; a Scope that is never closed holds its locks for good.
+// It returns ErrLocked if name could not be taken, and ErrInvalidOption
+// on a Manager bound to a transaction (WithTx), whose connection a
+// scope's keep-alive and releases cannot share.
 func (m *Manager) Acquire(ctx context.Context, name string, opts ...LockOption) (*Scope, error) {
-	c, err := prepare(name, opts)
+	c, err := prepare(ctx, "Acquire", scopeOptions, name, opts)
 	if err != nil {
 		return nil, err
+	}
+	if m.err == nil && m.inCallerTx() {
+		return nil, fmt.Errorf("%w: Do and Acquire cannot run inside the caller's transaction (WithTx, or New given a transaction): "+
+			"take the lock with a Manager outside it, or use GetLock and Release", ErrInvalidOption)
 	}
 	l, sent, err := m.acquire(ctx, name, &c)
 	if err != nil {
 		return nil, err
 	}
-	s := &Scope{m: m, defaults: c, parent: ctx, main: l, extra: map[string]*Lock{}, start: sent}
+	s := &Scope{m: m, defaults: c, parent: ctx, main: l, held: map[string]*held{}, start: sent,
+		nudge: make(chan struct{}, 1), tendDone: make(chan struct{})}
 	s.defaults.lockedBy, s.defaults.process = &l.LockedBy, l.LockProcess
 	s.ctx, s.cancel = context.WithCancelCause(ctx)
-	s.deadline = sent.Add(c.expires)
-	if l.LockedUntil != nil && !c.noKeepAlive {
-		var kaCtx context.Context
-		kaCtx, s.stopKA = context.WithCancel(context.WithoutCancel(ctx))
-		s.kaDone = make(chan struct{})
-		go s.keepAlive(kaCtx, keepAliveEvery(&c), c.expires)
-	}
-	// Under s.mu, so that a Close run by the AfterFunc at once (ctx already
-	// done) waits until stopWake is set.
-	s.mu.Lock()
-	s.stopWake = context.AfterFunc(ctx, func() { _ = s.Close() })
-	s.mu.Unlock()
+	s.held[name] = newHeld(l, sent, &c)
+	s.tendCtx, s.stopTend = context.WithCancel(context.WithoutCancel(ctx))
+	go s.tend()
 	return s, nil
+}
+
+// newHeld is a lock acquired (or renewed) by a request sent at sent.
+func newHeld(l *Lock, sent time.Time, c *lockConfig) *held {
+	h := &held{lock: l, deadline: sent.Add(c.expires), expires: c.expires}
+	if !c.noKeepAlive {
+		h.every = keepAliveEvery(c)
+		h.next = sent.Add(h.every)
+	}
+	return h
 }
 
 func keepAliveEvery(c *lockConfig) time.Duration {
@@ -107,42 +134,48 @@ func (s *Scope) Main() *Lock {
 }
 
 // Context is cancelled when the scope closes, when the context it was
-// made from ends, or, with cause ErrLockLost, when the main lock is lost:
-// found taken or gone by a renewal, or not renewed in time to be sure it
-// is still held. Work that must stop when the lock is lost watches it.
+// made from ends, or, with cause ErrLockLost, when a lock of the scope is
+// lost: found taken or gone by a renewal, or not renewed in time to be
+// sure it is still held. Work that must stop when a lock is lost watches
+// it.
 func (s *Scope) Context() context.Context { return s.ctx }
 
-// Lock takes one more lock, held until Unlock or the scope's Close. It
-// defaults to the scope's expiry, wait and holder; opts override them.
-// It returns ErrLocked when name is held, by anyone, this scope included.
+// Lock takes one more lock, held (and kept alive, as the main lock is)
+// until Unlock or the scope's Close; its loss cancels Context. It
+// defaults to the scope's expiry, wait, holder and keep-alive; opts
+// override them. It returns ErrLocked when name is held, by anyone, this
+// scope included.
 func (s *Scope) Lock(ctx context.Context, name string, opts ...LockOption) error {
+	if err := checkContext(ctx); err != nil {
+		return err
+	}
 	if err := ValidateName(name); err != nil {
 		return err
 	}
 	c := s.defaults
-	c.noKeepAlive, c.keepAliveEvery = false, 0
-	for _, o := range opts {
-		if o == nil {
-			return fmt.Errorf("%w: nil LockOption", ErrInvalidOption)
-		}
-		o(&c)
+	c.given = 0
+	if err := c.apply("Scope.Lock", scopeOptions, opts); err != nil {
+		return err
 	}
-	if c.err != nil {
-		return c.err
+	if c.given&optKeepAliveEvery != 0 {
+		c.noKeepAlive = c.given&optNoKeepAlive != 0
 	}
 	if err := s.checkOpen(); err != nil {
 		return err
 	}
-	l, _, err := s.m.acquire(ctx, name, &c)
+	l, sent, err := s.m.acquire(ctx, name, &c)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed { // closed while we were acquiring: do not leak the lock
-		return errors.Join(ErrScopeClosed, s.m.Release(context.WithoutCancel(ctx), l))
+		rctx, cancel := s.m.detached(ctx)
+		defer cancel()
+		return errors.Join(ErrScopeClosed, s.m.Release(rctx, l))
 	}
-	s.extra[name] = l
+	s.held[name] = newHeld(l, sent, &c)
+	s.poke()
 	return nil
 }
 
@@ -160,27 +193,24 @@ func (s *Scope) TryLock(ctx context.Context, name string, opts ...LockOption) (b
 // or one taken with Lock. It returns ErrNotHeld if the scope does not hold
 // name, or no longer does.
 func (s *Scope) Unlock(ctx context.Context, name string) error {
+	if err := checkContext(ctx); err != nil {
+		return err
+	}
 	if err := ValidateName(name); err != nil {
 		return err
 	}
 	s.mu.Lock()
-	l, isMain := s.extra[name], false
-	if l == nil && s.main != nil && s.main.Name == name && !s.closed {
-		l, isMain = s.main, true
-	}
-	if l == nil {
+	h := s.held[name]
+	if h == nil || s.closed {
 		s.mu.Unlock()
 		return notHeldError(name)
 	}
-	delete(s.extra, name)
-	if isMain {
-		s.main = &Lock{Name: name, LockedBy: l.LockedBy, LockProcess: l.LockProcess}
+	delete(s.held, name)
+	if s.main.Name == name {
+		s.main = &Lock{Name: name, LockedBy: s.main.LockedBy, LockProcess: s.main.LockProcess}
 	}
 	s.mu.Unlock()
-	if isMain {
-		s.stopKeepAlive()
-	}
-	return s.m.Release(ctx, l)
+	return s.m.Release(ctx, h.lock)
 }
 
 func (s *Scope) checkOpen() error {
@@ -190,4 +220,13 @@ func (s *Scope) checkOpen() error {
 		return ErrScopeClosed
 	}
 	return nil
+}
+
+// poke tells the tending goroutine the held set changed; s.mu is held or
+// not, either way.
+func (s *Scope) poke() {
+	select {
+	case s.nudge <- struct{}{}:
+	default:
+	}
 }

@@ -105,12 +105,13 @@ func TestScopeRenewRecreatesExpiredMain(t *testing.T) { // django 20, scaled dow
 		time.Sleep(1200 * time.Millisecond)
 		assert.True(t, s.Main().Expired())
 		assert.False(t, e.isLocked("A"))
+		require.ErrorIs(t, context.Cause(s.Context()), lockmgr.ErrLockLost, "the expiry the scope knew ended its context")
 		l, err := s.Renew(e.ctx, lockmgr.Expires(30*time.Second))
 		require.NoError(t, err)
 		assert.InDelta(t, 27.5, secondsLeft(t, l), 2.5)
 		assert.True(t, e.isLocked("A"))
-		require.NoError(t, s.Close(), "the scope exits cleanly")
-		assert.False(t, e.isLocked("A"))
+		require.ErrorIs(t, s.Close(), lockmgr.ErrLockLost, "Close reports the loss its context was cancelled for")
+		assert.False(t, e.isLocked("A"), "the lock taken anew is released")
 	})
 }
 
@@ -210,16 +211,20 @@ func TestScopeLearnsLossWhenRenewalsFail(t *testing.T) {
 	})
 }
 
-func TestScopeClosesWhenContextEnds(t *testing.T) {
+func TestScopeKeepsLocksWhenContextEnds(t *testing.T) {
 	eachDB(t, func(t *testing.T, e *env) {
 		ctx, cancel := context.WithCancel(e.ctx)
-		s, err := e.m.Acquire(ctx, "A")
+		s, err := e.m.Acquire(ctx, "A", lockmgr.Expires(900*time.Millisecond))
 		require.NoError(t, err)
 		require.NoError(t, s.Lock(ctx, "B"))
 		cancel()
-		eventually(t, 10*time.Second, func() bool { return !e.isLocked("A") && !e.isLocked("B") },
-			"cancelling the scope's context releases its locks")
 		assert.ErrorIs(t, s.Context().Err(), context.Canceled)
+		time.Sleep(1500 * time.Millisecond) // past the expiry: the keep-alive goes on
+		assert.True(t, e.isLocked("A"), "the caller's work may still run: its locks stay held until Close")
+		assert.True(t, e.isLocked("B"))
+		require.NoError(t, s.Close())
+		assert.False(t, e.isLocked("A"))
+		assert.False(t, e.isLocked("B"))
 	})
 }
 

@@ -66,17 +66,28 @@ func (m *Manager) SetLock(ctx context.Context, names []string, opts ...LockOptio
 			return nil, fmt.Errorf("names[%d]: %w", i, err)
 		}
 	}
-	c, err := newLockConfig(opts)
+	c, err := newLockConfig("SetLock", setLockOptions, opts)
 	if err != nil || len(names) == 0 {
 		return &LockSetResult{}, err
 	}
+	if err := checkContext(ctx); err != nil {
+		return nil, err
+	}
 	for attempt := 1; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("lockmgr: set lock: %w", context.Cause(ctx))
+		}
+		// Once begun, the transaction runs to its end whatever happens to
+		// ctx (bounded by the release timeout): cut off at its commit, it
+		// could hold locks whose tokens nobody has.
+		actx, cancel := m.detached(ctx)
 		var res *LockSetResult
-		err := m.transaction(ctx, func(tx *Manager) error {
+		err := m.transaction(actx, func(tx *Manager) error {
 			var err error
-			res, err = tx.setLockOnce(ctx, names, &c)
+			res, err = tx.setLockOnce(actx, names, &c)
 			return err
 		})
+		cancel()
 		if attempt < maxSetLockAttempts && (errors.Is(err, errRaced) || m.d.retryable(err, m.inTx)) {
 			if sleep(ctx, jitter(time.Duration(attempt)*minBackoff)) == nil {
 				continue

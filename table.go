@@ -19,13 +19,21 @@ import (
 // lock gives ErrLockNotFound, unless Create is given: then it is created
 // for Expires from now.
 func (m *Manager) RenewLock(ctx context.Context, name string, opts ...LockOption) (*Lock, error) {
-	c, err := prepare(name, opts)
+	c, err := prepare(ctx, "RenewLock", renewOptions, name, opts)
 	if err != nil {
 		return nil, err
 	}
 	var out *Lock
 	err = m.retrying(ctx, func() error { // a transaction the database rolled back is retried whole
-		return m.transaction(ctx, func(tx *Manager) error { return tx.renewLockOnce(ctx, name, &c, &out) })
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("lockmgr: renew lock %q: %w", name, context.Cause(ctx))
+		}
+		// Runs to its end once begun, as SetLock's does: with Create it
+		// can take the name, and a commit cut off would leave it held by
+		// nobody.
+		actx, cancel := m.detached(ctx)
+		defer cancel()
+		return m.transaction(actx, func(tx *Manager) error { return tx.renewLockOnce(actx, name, &c, &out) })
 	})
 	return out, err
 }
