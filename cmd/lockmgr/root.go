@@ -192,8 +192,9 @@ func (a *app) manager(ctx context.Context, forMigrate bool) (*lockmgr.Manager, t
 		return nil, t, err
 	}
 	opts := []lockmgr.Option{lockmgr.WithTable(table)}
-	if a.debug {
-		opts = append(opts, lockmgr.WithLogger(slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	if a.debug { // the lock statements too, through GORM's logger, and lockmgr's events
+		opts = append(opts, lockmgr.WithGORMCallbacks(),
+			lockmgr.WithLogger(slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	}
 	m, err := lockmgr.New(db, opts...)
 	if err != nil {
