@@ -20,7 +20,9 @@ const untilRE = `\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{6})?\+00:00`
 
 func TestMigrateAndMissingTable(t *testing.T) {
 	t.Parallel()
-	c := newCLI(t, testDB{"sqlite", "sqlite://" + t.TempDir() + "/locks.db"})
+	path := filepath.Join(t.TempDir(), "locks.db")
+	require.NoError(t, os.WriteFile(path, nil, 0o600)) // an empty file is an empty SQLite database
+	c := newCLI(t, testDB{"sqlite", "sqlite://" + path})
 	r := c.run("list")
 	assert.Equal(t, 1, r.code)
 	assert.Empty(t, r.stdout)
@@ -31,6 +33,34 @@ func TestMigrateAndMissingTable(t *testing.T) {
 	assert.Equal(t, want, c.ok("migrate"))
 	assert.Equal(t, want, c.ok("migrate"), "migrating again changes nothing")
 	assert.Equal(t, fmt.Sprintf("There are currently 0 active locks using table %q\n%s\n%s\n", c.table, rule, rule), c.ok("list"))
+}
+
+// TestMissingSQLiteFile: only migrate creates a SQLite database; every
+// other command refuses a file that does not exist, and creates none.
+func TestMissingSQLiteFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "typo.db")
+	for _, dsn := range []string{path, "sqlite://" + path, "file:" + path + "?_busy_timeout=100"} {
+		c := &cli{t: t, db: testDB{"sqlite", dsn}, table: "locks", dir: dir}
+		for _, args := range [][]string{{"list"}, {"list", "--json"}, {"clear", "a"}, {"clean"}, {"reset", "-f"},
+			{"set", "a"}, {"set", "-r", "a"}, {"run", "a", "--", "true"}} {
+			r := c.run(args...)
+			assert.Equal(t, 1, r.code, "%s %q: %s", dsn, args, r.stderr)
+			assert.Empty(t, r.stdout)
+			assert.Regexp(t, `^lockmgr: cannot connect to sqlite://\S*typo.db: the database file does not exist; 'lockmgr migrate' creates it\n$`, r.stderr, args)
+			assert.NoFileExists(t, path, "%s %q", dsn, args)
+		}
+		// The default DSN, in the working directory, too.
+		r := (&cli{t: t, db: testDB{"sqlite", ""}, table: "locks", dir: dir}).run("--dsn", "", "list")
+		assert.Equal(t, "lockmgr: cannot connect to sqlite://lockmgr.db: the database file does not exist; 'lockmgr migrate' creates it\n", r.stderr)
+		assert.NoFileExists(t, filepath.Join(dir, "lockmgr.db"))
+	}
+
+	c := &cli{t: t, db: testDB{"sqlite", path}, table: "locks", dir: dir}
+	assert.Equal(t, "Table \"locks\" is ready in sqlite://"+path+".\n", c.ok("migrate"))
+	assert.FileExists(t, path)
+	assert.Empty(t, c.listJSON())
 }
 
 // TestQueryErrorIsNamed: when the table check's query fails, the CLI says

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log"
 	"log/slog"
+	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -61,7 +64,8 @@ DATABASE
   Without either, lockmgr uses sqlite://lockmgr.db in the current directory.
   MySQL DSNs get parseTime=true. SQLite DSNs get _busy_timeout=5000,
   _journal_mode=WAL and _txlock=immediate unless they set them, so that
-  several lockmgr processes can share the file.
+  several lockmgr processes can share the file. Only 'lockmgr migrate'
+  creates a SQLite file; the other commands refuse one that does not exist.
 
   --table, or LOCKMGR_TABLE, names the table (default lockmgr_lock, the
   table django-lockmgr uses). Create it once with 'lockmgr migrate'.
@@ -187,13 +191,19 @@ func (a *app) manager(ctx context.Context, forMigrate bool) (*lockmgr.Manager, t
 		return nil, target{}, err
 	}
 	t := target{Table: table, DB: dbi.Display}
+	if !forMigrate {
+		if err := sqliteFileExists(dbi); err != nil {
+			return nil, t, err
+		}
+	}
 	db, err := a.open(ctx, dbi)
 	if err != nil {
 		return nil, t, err
 	}
 	opts := []lockmgr.Option{lockmgr.WithTable(table)}
-	if a.debug {
-		opts = append(opts, lockmgr.WithLogger(slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))))
+	if a.debug { // the lock statements too, through GORM's logger, and lockmgr's events
+		opts = append(opts, lockmgr.WithGORMCallbacks(),
+			lockmgr.WithLogger(slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	}
 	m, err := lockmgr.New(db, opts...)
 	if err != nil {
@@ -209,6 +219,34 @@ func (a *app) manager(ctx context.Context, forMigrate bool) (*lockmgr.Manager, t
 		return nil, t, fmt.Errorf("cannot read table %q in %s: %w", table, t.DB, err)
 	}
 	return m, t, nil
+}
+
+// sqliteFileExists fails when dbi is a SQLite file that does not exist:
+// opening it would create it, empty, and only migrate should do that (a
+// typo in --dsn would leave a stray file behind).
+func sqliteFileExists(dbi dsn.Database) error {
+	if dbi.Kind != "sqlite" {
+		return nil
+	}
+	file, query, _ := strings.Cut(dbi.DSN, "?")
+	if uri, isURI := strings.CutPrefix(file, "file:"); isURI { // SQLite's URI filenames
+		if params, _ := url.ParseQuery(query); params.Get("mode") == "memory" {
+			return nil
+		}
+		file = uri
+		if rest, ok := strings.CutPrefix(file, "//"); ok { // file://host/path: the path
+			if i := strings.IndexByte(rest, '/'); i >= 0 {
+				file = rest[i:]
+			}
+		}
+	}
+	if file == "" || file == ":memory:" {
+		return nil
+	}
+	if _, err := os.Stat(file); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("cannot connect to %s: the database file does not exist; 'lockmgr migrate' creates it", dbi.Display)
+	}
+	return nil // another error is the driver's to report
 }
 
 // open connects to dbi and checks the connection within --connect-timeout,
