@@ -268,6 +268,7 @@ func TestConnectionErrors(t *testing.T) {
 func TestUsageErrors(t *testing.T) {
 	t.Parallel()
 	c := newCLI(t, testDB{"sqlite", "sqlite://" + t.TempDir() + "/locks.db"})
+	c.ok("migrate") // a bad --table is found once connected: the file must exist
 	for _, tc := range []struct {
 		args []string
 		want string

@@ -153,9 +153,10 @@ func (a *app) runLocked(ctx context.Context, name string, argv []string, o *runO
 	}
 	a.event(o, runEvent{Event: "acquired", Name: name, Lock: newLockJSON(scope.Main())}, "")
 	code, cmdCode, lost := a.supervise(scope, name, argv, o, sigs)
-	if err := scope.Close(); err != nil && !lost {
-		msg := fmt.Sprintf("releasing lock '%s': %s (it expires by itself %s after its last renewal)", name, oneLine(err), time.Duration(o.timeout))
-		a.event(o, runEvent{Event: "error", Name: name}, msg)
+	if lost {
+		_ = scope.Close() // nothing left to release
+	} else {
+		a.release(scope, name, o)
 	}
 	a.event(o, runEvent{Event: "exited", Name: name, ExitCode: &code, CommandExitCode: cmdCode}, "")
 	return &exitError{code: code}
@@ -173,18 +174,38 @@ func (a *app) acquire(ctx context.Context, cancel context.CancelFunc, m *lockmgr
 		s, err := m.Acquire(ctx, name, o.lockOptions()...)
 		done <- result{s, err}
 	}()
+	interrupted := func(sig os.Signal) error {
+		return &exitError{code: signalStatus(sig), err: fmt.Errorf("got %s while waiting for lock '%s'; %s not run", signalName(sig), name, argv[0])}
+	}
 	select {
 	case r := <-done:
 		if r.err != nil {
 			return nil, a.acquireError(ctx, m, name, argv, o, r.err)
 		}
+		select {
+		case sig := <-sigs: // it came as the lock did: CMD was never started
+			a.release(r.scope, name, o)
+			return nil, interrupted(sig)
+		default:
+		}
 		return r.scope, nil
 	case sig := <-sigs:
 		cancel()
+		// Acquire returns once its attempt is over: a lock it won as the
+		// signal came is in r.scope, and goes back at once.
 		if r := <-done; r.scope != nil {
-			_ = r.scope.Close()
+			a.release(r.scope, name, o)
 		}
-		return nil, &exitError{code: signalStatus(sig), err: fmt.Errorf("got %s while waiting for lock '%s'; %s not run", signalName(sig), name, argv[0])}
+		return nil, interrupted(sig)
+	}
+}
+
+// release closes scope, reporting a failure: the lock then stays until it
+// expires.
+func (a *app) release(scope *lockmgr.Scope, name string, o *runOptions) {
+	if err := scope.Close(); err != nil {
+		msg := fmt.Sprintf("releasing lock '%s': %s (it expires by itself %s after its last renewal)", name, oneLine(err), time.Duration(o.timeout))
+		a.event(o, runEvent{Event: "error", Name: name}, msg)
 	}
 }
 
