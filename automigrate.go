@@ -2,6 +2,7 @@ package lockmgr
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -19,18 +20,29 @@ const pluginName = "lockmgr"
 // fences need on SQLite and MySQL. Every step checks before it changes
 // anything, and the whole runs serialized in the database (an advisory lock
 // on PostgreSQL, GET_LOCK on MySQL, an immediate transaction on SQLite), so
-// any number of processes may run it at once, on every start. It returns an
-// error matching ErrSchema when the table cannot be made usable.
+// any number of processes may run it at once, on every start. Each DDL
+// statement waits at most MigrateLockTimeout for the table's own lock
+// (PostgreSQL lock_timeout, MySQL/MariaDB lock_wait_timeout): one that
+// waited that long behind another transaction gives up, with an error
+// matching ErrSchema that says so, rather than keep every lock call queued
+// behind it. It returns an error matching ErrSchema when the table cannot
+// be made usable.
 func (m *Manager) AutoMigrate(ctx context.Context) error {
 	if err := m.checkEngine(ctx); err != nil {
 		return err
 	}
+	if m.mig.lockWait == 0 {
+		m = m.withMigration(migration{lockWait: MigrateLockTimeout})
+	}
 	err := m.serialized(ctx, m.migrate)
-	if err != nil && !m.inTx && sleep(ctx, jitter(10*minBackoff)) == nil {
+	if err != nil && !m.inTx && !m.mig.firstUse && !m.d.lockBusy(err) && sleep(ctx, jitter(10*minBackoff)) == nil {
 		// Where the database lock does not reach every writer (Galera's
 		// GET_LOCK is per node), a step may lose a race to the same step
 		// elsewhere ("duplicate column"); a second run sees its result.
 		err = m.serialized(ctx, m.migrate)
+	}
+	if m.d.lockBusy(err) {
+		err = m.busyError(err)
 	}
 	r, ierr := m.inspect(ctx, m.conn(ctx))
 	switch {
@@ -42,15 +54,23 @@ func (m *Manager) AutoMigrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("lockmgr: migrate %s: %w", m.tableName, err)
 	}
-	m.schema.ok.Store(true)
+	m.checked(r)
 	return nil
 }
 
 // migrate brings the table, then its side structures, up to date.
 func (m *Manager) migrate(ctx context.Context, db *gorm.DB) error {
+	if m.d.srv.tidb && !m.mig.firstUse {
+		if err := m.restoreTiDBTable(db); err != nil {
+			return err
+		}
+	}
 	r, err := m.inspect(ctx, db)
 	if err != nil {
 		return err
+	}
+	if r.missing && m.mig.firstUse { // another connection saw it: never make a second one
+		return m.schemaError(r, errors.New("a first use creates no table; on PostgreSQL, check that every pooled connection has one search_path"))
 	}
 	switch m.d.kind {
 	case "postgres":
@@ -83,14 +103,17 @@ func (m *Manager) migrateSide(db *gorm.DB) error {
 // name, a primary key GORM's migrator leaves alone. On a complete table
 // it does nothing.
 func (m *Manager) migratePostgres(db *gorm.DB, r report) error {
-	if r.usable() {
-		return nil
+	if !r.usable() {
+		if err := db.Table(m.tableName).AutoMigrate(&Lock{}); err != nil {
+			return err
+		}
 	}
-	if err := db.Table(m.tableName).AutoMigrate(&Lock{}); err != nil {
-		return err
-	}
-	if n := r.cols["name"].length; n > 0 && n < MaxNameLen {
-		return db.Exec("ALTER TABLE " + m.d.table + " ALTER COLUMN name TYPE varchar(255)").Error
+	for _, c := range []string{"name", "locked_by"} {
+		if n := r.cols[c].length; n > 0 && n < MaxNameLen {
+			if err := db.Exec("ALTER TABLE " + m.d.table + " ALTER COLUMN " + c + " TYPE varchar(255)").Error; err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -106,6 +129,10 @@ func (m *Manager) migrateMySQL(db *gorm.DB, r report) error {
 	alter := m.addMissing(r)
 	// TiDB cannot alter the collation of an indexed column: rebuild instead.
 	rebuild := m.d.srv.tidb && r.cols["name"].key && r.cols["name"].collation != m.d.srv.nameCollation
+	if rebuild && m.mig.firstUse {
+		return m.schemaError(r, errors.New("on TiDB only a rebuild of the table makes name byte-exact, which a first use "+
+			"never starts: run m.AutoMigrate(ctx) or `lockmgr migrate`; lock calls on the table fail with ErrSchema while it copies"))
+	}
 	for _, c := range []string{"name", "token", "locked_by"} {
 		col, ok := r.cols[c]
 		if rebuild && c != "locked_by" {
