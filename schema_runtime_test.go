@@ -112,6 +112,9 @@ func holdTable(t *testing.T, e *env, d time.Duration) {
 // it tried does not keep other statements on the table waiting.
 func TestFirstUseBehindBusyTable(t *testing.T) {
 	for _, b := range backends() {
+		if b.name == "tidb" {
+			continue // a first use never rebuilds a table there (TestPlainGORMSetup)
+		}
 		t.Run(b.name, func(t *testing.T) {
 			e := bareEnv(t, b)
 			require.NoError(t, e.db.Exec(fmt.Sprintf(djangoDDL[b.dialect()], e.table)).Error)
