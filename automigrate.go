@@ -130,7 +130,7 @@ func (m *Manager) migrateMySQL(db *gorm.DB, r report) error {
 	// TiDB cannot alter the collation of an indexed column: rebuild instead.
 	rebuild := m.d.srv.tidb && r.cols["name"].key && r.cols["name"].collation != m.d.srv.nameCollation
 	if rebuild && m.mig.firstUse {
-		return errors.New("on TiDB only a rebuild of the table makes name byte-exact, which a first use "+
+		return errors.New("on TiDB only a rebuild of the table makes name byte-exact, which a first use " +
 			"never starts: run m.AutoMigrate(ctx) or `lockmgr migrate`; lock calls on the table fail with ErrSchema while it copies")
 	}
 	for _, c := range []string{"name", "token", "locked_by"} {
