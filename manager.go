@@ -29,7 +29,7 @@ type Manager struct {
 	dbID      any           // which database handle: keys this process's waiters (wait.go)
 	schema    *schemaState  // shared with copies: see schema.go
 	cluster   *clusterProbe // is the server a Galera node (galera.go)
-	mig       migration     // how a migration run waits for table locks (automigrate.go)
+	mig       migration     // how a migration run waits for table locks (migrate_bounds.go)
 	// notifyWarned is when the Manager last logged a failing notifier.
 	notifyWarned *notifierWarned
 }
