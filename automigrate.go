@@ -2,9 +2,9 @@ package lockmgr
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"gorm.io/gorm"
 )
@@ -19,18 +19,29 @@ const pluginName = "lockmgr"
 // fences need on SQLite and MySQL. Every step checks before it changes
 // anything, and the whole runs serialized in the database (an advisory lock
 // on PostgreSQL, GET_LOCK on MySQL, an immediate transaction on SQLite), so
-// any number of processes may run it at once, on every start. It returns an
-// error matching ErrSchema when the table cannot be made usable.
+// any number of processes may run it at once, on every start. Each DDL
+// statement waits at most MigrateLockTimeout for the table's own lock
+// (PostgreSQL lock_timeout, MySQL/MariaDB lock_wait_timeout): one that
+// waited that long behind another transaction gives up, with an error
+// matching ErrSchema that says so, rather than keep every lock call queued
+// behind it. It returns an error matching ErrSchema when the table cannot
+// be made usable.
 func (m *Manager) AutoMigrate(ctx context.Context) error {
 	if err := m.checkEngine(ctx); err != nil {
 		return err
 	}
+	if m.mig.lockWait == 0 {
+		m = m.withMigration(migration{lockWait: MigrateLockTimeout})
+	}
 	err := m.serialized(ctx, m.migrate)
-	if err != nil && !m.inTx && sleep(ctx, jitter(10*minBackoff)) == nil {
+	if err != nil && !m.inTx && !m.mig.firstUse && !m.d.lockBusy(err) && sleep(ctx, jitter(10*minBackoff)) == nil {
 		// Where the database lock does not reach every writer (Galera's
 		// GET_LOCK is per node), a step may lose a race to the same step
 		// elsewhere ("duplicate column"); a second run sees its result.
 		err = m.serialized(ctx, m.migrate)
+	}
+	if m.d.lockBusy(err) {
+		err = m.busyError(err)
 	}
 	r, ierr := m.inspect(ctx, m.conn(ctx))
 	switch {
@@ -42,15 +53,23 @@ func (m *Manager) AutoMigrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("lockmgr: migrate %s: %w", m.tableName, err)
 	}
-	m.schema.ok.Store(true)
+	m.checked(r)
 	return nil
 }
 
 // migrate brings the table, then its side structures, up to date.
 func (m *Manager) migrate(ctx context.Context, db *gorm.DB) error {
+	if m.d.srv.tidb && !m.mig.firstUse {
+		if err := m.restoreTiDBTable(db); err != nil {
+			return err
+		}
+	}
 	r, err := m.inspect(ctx, db)
 	if err != nil {
 		return err
+	}
+	if r.missing && m.mig.firstUse { // another connection saw it: never make a second one
+		return m.schemaError(r, errors.New("a first use creates no table; on PostgreSQL, check that every pooled connection has one search_path"))
 	}
 	switch m.d.kind {
 	case "postgres":
@@ -83,14 +102,17 @@ func (m *Manager) migrateSide(db *gorm.DB) error {
 // name, a primary key GORM's migrator leaves alone. On a complete table
 // it does nothing.
 func (m *Manager) migratePostgres(db *gorm.DB, r report) error {
-	if r.usable() {
-		return nil
+	if !r.usable() {
+		if err := db.Table(m.tableName).AutoMigrate(&Lock{}); err != nil {
+			return err
+		}
 	}
-	if err := db.Table(m.tableName).AutoMigrate(&Lock{}); err != nil {
-		return err
-	}
-	if n := r.cols["name"].length; n > 0 && n < MaxNameLen {
-		return db.Exec("ALTER TABLE " + m.d.table + " ALTER COLUMN name TYPE varchar(255)").Error
+	for _, c := range []string{"name", "locked_by"} {
+		if n := r.cols[c].length; n > 0 && n < MaxNameLen {
+			if err := db.Exec("ALTER TABLE " + m.d.table + " ALTER COLUMN " + c + " TYPE varchar(255)").Error; err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
@@ -106,6 +128,10 @@ func (m *Manager) migrateMySQL(db *gorm.DB, r report) error {
 	alter := m.addMissing(r)
 	// TiDB cannot alter the collation of an indexed column: rebuild instead.
 	rebuild := m.d.srv.tidb && r.cols["name"].key && r.cols["name"].collation != m.d.srv.nameCollation
+	if rebuild && m.mig.firstUse {
+		return errors.New("on TiDB only a rebuild of the table makes name byte-exact, which a first use " +
+			"never starts: run m.AutoMigrate(ctx) or `lockmgr migrate`; lock calls on the table fail with ErrSchema while it copies")
+	}
 	for _, c := range []string{"name", "token", "locked_by"} {
 		col, ok := r.cols[c]
 		if rebuild && c != "locked_by" {
@@ -207,163 +233,6 @@ func (m *Manager) migrateSQLiteFences(db *gorm.DB) error {
 		}
 	}
 	return nil
-}
-
-// fenceRows is how many rows MySQL's <table>_fence holds (fenceBuckets).
-const fenceRows = 1024
-
-// migrateMySQLFences creates <table>_fence (fenceBuckets rows, each with
-// the high-water mark of the fences of the names that hash to it) and the
-// triggers that raise it (fenceTriggerDDL; TiDB has none and raises it in
-// the acquisition's own transaction, dialect.fenceBump), or completes what
-// an older lockmgr made (a table without hwm). Every step is idempotent
-// and safe when several processes, or several Galera nodes (whose DDL runs
-// in one total order), migrate at once: CREATE … IF NOT EXISTS, a column
-// added only when missing, rows added with INSERT IGNORE, and writes that
-// certification rolled back retried.
-func (m *Manager) migrateMySQLFences(db *gorm.DB) error {
-	ctx := db.Statement.Context
-	if err := db.Exec("CREATE TABLE IF NOT EXISTS " + m.d.fenceTable +
-		" (id int NOT NULL PRIMARY KEY, hwm bigint NOT NULL DEFAULT 0)").Error; err != nil {
-		return err
-	}
-	if err := m.addFenceHWM(ctx, db); err != nil {
-		return err
-	}
-	if err := m.retrying(ctx, func() error { return m.seedFenceBuckets(db) }); err != nil {
-		return err
-	}
-	if !m.d.fenceTriggers {
-		return nil
-	}
-	return m.createFenceTriggers(ctx)
-}
-
-// createFenceTriggers creates the fence triggers that are missing. On
-// Galera it does so holding a lock of this table (migrateLockName): two
-// nodes creating one trigger at the same moment leave MariaDB 10.11's
-// total-order DDL waiting forever ("Waiting to execute in isolation"),
-// and every later DDL of the cluster with it.
-func (m *Manager) createFenceTriggers(ctx context.Context) error {
-	missing, err := m.missingFenceTriggers(ctx)
-	if err != nil || len(missing) == 0 {
-		return err
-	}
-	if m.onGalera(ctx) && !m.inTx {
-		// The table exists by now; the lock must not wait for the table
-		// check, which waits for this migration.
-		lm := m.unchecked()
-		l, err := lm.GetLock(ctx, migrateLockName, Expires(2*time.Minute), Wait(2*time.Minute))
-		if err != nil {
-			return err
-		}
-		defer func() { _ = lm.Release(context.WithoutCancel(ctx), l) }()
-		if missing, err = m.missingFenceTriggers(ctx); err != nil {
-			return err
-		}
-	}
-	for _, tr := range missing {
-		if err := m.conn(ctx).Exec(tr.ddl).Error; err != nil {
-			return fmt.Errorf("create trigger %s (needs the TRIGGER privilege; with binary logging on, "+
-				"also SUPER or log_bin_trust_function_creators=1): %w", tr.name, err)
-		}
-	}
-	return nil
-}
-
-// migrateLockName is the lock a migration on Galera holds while it
-// creates triggers.
-const migrateLockName = "lockmgr:migrate:fence-triggers"
-
-// missingFenceTriggers lists the fence triggers the table lacks, asking a
-// Galera node after it has applied the cluster's earlier DDL.
-func (m *Manager) missingFenceTriggers(ctx context.Context) ([]fenceTrigger, error) {
-	var missing []fenceTrigger
-	for _, tr := range m.d.fenceTriggerDDL() {
-		q := `SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = COALESCE(?, DATABASE()) AND TRIGGER_NAME = ?`
-		if m.onGalera(ctx) {
-			q = syncWaitPrefix + q
-		}
-		var n int64
-		if err := m.conn(ctx).Raw(q, m.d.schema(m.tableName), tr.name).Scan(&n).Error; err != nil {
-			return nil, err
-		}
-		if n == 0 {
-			missing = append(missing, tr)
-		}
-	}
-	return missing, nil
-}
-
-// addFenceHWM adds hwm to a <table>_fence made before it existed and
-// raises each bucket's mark to the highest fence of its names, so fences
-// keep growing from rows written under the old design.
-func (m *Manager) addFenceHWM(ctx context.Context, db *gorm.DB) error {
-	has, err := m.mysqlHas(db, "COLUMNS", m.d.fenceBare(), "COLUMN_NAME = 'hwm'")
-	if err != nil || has {
-		return err
-	}
-	err = db.Exec("ALTER TABLE " + m.d.fenceTable + " ADD COLUMN hwm bigint NOT NULL DEFAULT 0").Error
-	if err != nil && !strings.Contains(err.Error(), "1060") { // 1060: another process added it first
-		return err
-	}
-	return m.retrying(ctx, func() error {
-		return db.Exec("UPDATE " + m.d.fenceTable + " f JOIN (SELECT CRC32(name) % " + fenceBuckets +
-			" AS id, MAX(fence) AS top FROM " + m.d.table + " GROUP BY 1) x ON f.id = x.id SET f.hwm = GREATEST(f.hwm, x.top)").Error
-	})
-}
-
-// seedFenceBuckets adds the bucket rows <table>_fence lacks.
-func (m *Manager) seedFenceBuckets(db *gorm.DB) error {
-	f := m.d.fenceTable
-	var n int64
-	if err := db.Raw("SELECT COUNT(*) FROM " + f).Scan(&n).Error; err != nil || n == fenceRows {
-		return err
-	}
-	// 32 × 32 rows: recursive CTEs stop at 1000 iterations by default.
-	return db.Exec("INSERT IGNORE INTO " + f + " (id) WITH RECURSIVE s (n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM s WHERE n < 31) " +
-		"SELECT a.n * 32 + b.n FROM s a, s b").Error
-}
-
-// mysqlFenceGaps lists what MySQL/MariaDB fencing lacks on this table:
-// the <table>_fence table, its hwm column, bucket rows, or one of the
-// triggers; empty when complete. (For the first-use schema check.)
-func (m *Manager) mysqlFenceGaps(db *gorm.DB) ([]string, error) {
-	fence := m.d.fenceBare()
-	var gaps []string
-	has, err := m.mysqlHas(db, "TABLES", fence, "1 = 1")
-	if err != nil || !has {
-		return []string{"table " + fence}, err
-	}
-	if has, err = m.mysqlHas(db, "COLUMNS", fence, "COLUMN_NAME = 'hwm'"); err != nil {
-		return nil, err
-	} else if !has {
-		gaps = append(gaps, "column "+fence+".hwm")
-	}
-	var n int64
-	if err := db.Raw("SELECT COUNT(*) FROM " + m.d.fenceTable).Scan(&n).Error; err != nil {
-		return nil, err
-	} else if n != fenceRows {
-		gaps = append(gaps, fmt.Sprintf("%s has %d of %s bucket rows", fence, n, fenceBuckets))
-	}
-	if !m.d.fenceTriggers {
-		return gaps, nil
-	}
-	missing, err := m.missingFenceTriggers(db.Statement.Context)
-	for _, tr := range missing {
-		gaps = append(gaps, "trigger "+tr.name)
-	}
-	return gaps, err
-}
-
-// mysqlHas reports whether information_schema.<view> has a row for table
-// (in the lock table's schema) matching cond.
-func (m *Manager) mysqlHas(db *gorm.DB, view, table, cond string) (bool, error) {
-	var n int64
-	err := db.Raw("SELECT COUNT(*) FROM information_schema."+view+
-		" WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? AND "+cond,
-		m.d.schema(m.tableName), table).Scan(&n).Error
-	return n > 0, err
 }
 
 // Plugin is a gorm.Plugin: db.Use(lockmgr.NewPlugin()) migrates the lock

@@ -29,6 +29,7 @@ type Manager struct {
 	dbID      any           // which database handle: keys this process's waiters (wait.go)
 	schema    *schemaState  // shared with copies: see schema.go
 	cluster   *clusterProbe // is the server a Galera node (galera.go)
+	mig       migration     // how a migration run waits for table locks (migrate_bounds.go)
 	// notifyWarned is when the Manager last logged a failing notifier.
 	notifyWarned *notifierWarned
 	// release bounds what lockmgr finishes after a caller's context ended
@@ -62,6 +63,9 @@ func New(db *gorm.DB, opts ...Option) (*Manager, error) {
 	}
 	kind := db.Dialector.Name()
 	if err := engineProblem(serverVersion(db)); err != nil {
+		return nil, err
+	}
+	if err := validateTableFor(kind, s.table); err != nil {
 		return nil, err
 	}
 	d, err := newDialect(kind, s.table, mysqlServer(db, kind))
@@ -333,6 +337,9 @@ func (m *Manager) tryAcquire(ctx context.Context, name string, c *lockConfig, st
 	v[aName], v[aBy], v[aToken] = name, l.LockedBy, l.Token
 	if pid := process(c); pid != 0 {
 		l.LockProcess, v[aPid] = &pid, pid
+	}
+	if err := m.fitsLockedBy(ctx, l.LockedBy); err != nil {
+		return nil, err
 	}
 	var token string
 	var dbUntil, dbCreated any

@@ -30,12 +30,15 @@ func (m *Manager) serialized(ctx context.Context, fn func(context.Context, *gorm
 			if err := tx.Exec("SELECT pg_advisory_xact_lock(?)", m.migrationKey()).Error; err != nil {
 				return err
 			}
-			return fn(ctx, tx.Session(&gorm.Session{NewDB: true}))
+			db := tx.Session(&gorm.Session{NewDB: true})
+			return m.withLockWait(ctx, db, func() error { return fn(ctx, db) })
 		})
 	case "mysql":
 		return m.onConn(ctx, m.withGetLock(fn))
 	}
-	return m.onConn(ctx, m.immediate(fn))
+	return m.onConn(ctx, func(ctx context.Context, db *gorm.DB) error {
+		return m.withLockWait(ctx, db, func() error { return m.immediate(fn)(ctx, db) })
+	})
 }
 
 // migrationKey names the table's migration lock. PostgreSQL keeps
@@ -92,7 +95,7 @@ func (m *Manager) withGetLock(fn func(context.Context, *gorm.DB) error) func(con
 		if got.Int64 != 1 {
 			return fmt.Errorf("another process's migration of %s held the lock %q for %v", m.tableName, name, waitFor(ctx))
 		}
-		ferr := fn(ctx, db)
+		ferr := m.withLockWait(ctx, db, func() error { return fn(ctx, db) })
 		if err := db.Session(&gorm.Session{Context: context.WithoutCancel(ctx)}).Exec("SELECT RELEASE_LOCK(?)", name).Error; err != nil {
 			return errors.Join(ferr, errDirtyConn, err)
 		}
@@ -131,6 +134,9 @@ func waitFor(ctx context.Context) time.Duration {
 func (m *Manager) immediate(fn func(context.Context, *gorm.DB) error) func(context.Context, *gorm.DB) error {
 	return func(ctx context.Context, db *gorm.DB) error {
 		deadline := time.Now().Add(waitFor(ctx))
+		if m.mig.firstUse { // a first use gives up soon; AutoMigrate waits its turn
+			deadline = time.Now().Add(m.mig.lockWait)
+		}
 		for {
 			err := db.Exec("BEGIN IMMEDIATE").Error
 			if err == nil {

@@ -99,6 +99,16 @@ func (d *dialect) schemaShaped(err error) bool {
 	return false
 }
 
+// tooLong reports a value too long for its column (locked_by on a
+// table whose column is Django's width).
+func (d *dialect) tooLong(err error) bool {
+	var state interface{ SQLState() string }
+	if errors.As(err, &state) && state.SQLState() == "22001" {
+		return true
+	}
+	return err != nil && strings.Contains(err.Error(), "Error 1406 ")
+}
+
 var schemaMessages = map[string][]string{
 	// unknown column, no such table, data too long; TiDB: schema changed
 	// (8113 wraps a 1146), information schema changed during the statement

@@ -26,7 +26,11 @@ import (
 type schemaState struct {
 	ok   atomic.Bool   // checked and completed outside any transaction
 	txOK atomic.Bool   // checked, without changes, inside a caller's transaction
+	used atomic.Bool   // a check succeeded once: no DDL from a call any more
 	sem  chan struct{} // one check at a time
+	// byWidth is how many characters locked_by holds where the column
+	// is narrower than LockedBy's own limit (Django's 100), else 0.
+	byWidth atomic.Int64
 }
 
 func newSchemaState() *schemaState {
@@ -43,20 +47,16 @@ func (m *Manager) unchecked() *Manager {
 	return &c
 }
 
-// stale makes the next call check the table again.
-func (s *schemaState) stale() {
-	s.ok.Store(false)
-	s.txOK.Store(false)
-}
-
 // CheckTable checks the lock table now, as a Manager's first call does,
-// and completes it the same way (see AutoMigrate); inside WithTx it only
-// reads the catalog. It returns nil when every call can work, an error
+// and, if the Manager has not used its table yet, completes it the same
+// way (see AutoMigrate); once it has, or inside WithTx, it only reads the
+// catalog. It returns nil when every call can work, an error
 // matching ErrSchema that says what is wrong and how to fix it, or the
 // database's own error. Use it to fail fast at start or as a readiness
 // probe.
 func (m *Manager) CheckTable(ctx context.Context) error {
-	m.schema.stale()
+	m.schema.ok.Store(false)
+	m.schema.txOK.Store(false)
 	return m.ready(ctx)
 }
 
@@ -81,37 +81,38 @@ func (m *Manager) ready(ctx context.Context) error {
 	if m.inTx {
 		return m.checkInTx(ctx)
 	}
-	return m.complete(ctx, false)
+	return m.complete(ctx)
 }
 
-// repair is ready after a statement failed for want of a column or table:
-// it runs the migration even if the catalog shows nothing missing, so that
-// whatever the migration creates and the check does not look at is made.
-func (m *Manager) repair(ctx context.Context) error {
-	select {
-	case m.schema.sem <- struct{}{}:
-	case <-ctx.Done():
-		return fmt.Errorf("lockmgr: check table %s: %w", m.tableName, context.Cause(ctx))
-	}
-	defer func() { <-m.schema.sem }()
-	return m.complete(ctx, true)
-}
-
-// complete checks that the table exists and, if it lacks something (or
-// force), runs the migration, which adds what is missing. A complete
-// table costs two catalog queries and no lock.
-func (m *Manager) complete(ctx context.Context, force bool) error {
+// complete checks that the table exists and, if it lacks something and
+// the Manager has never used it, completes it (firstUse). A complete table
+// costs two catalog queries and no lock.
+func (m *Manager) complete(ctx context.Context) error {
 	r, err := m.inspect(ctx, m.conn(ctx))
 	switch {
 	case err != nil:
 		return fmt.Errorf("lockmgr: check table %s: %w", m.tableName, err)
 	case r.missing:
 		return m.schemaError(r, nil)
-	case r.usable() && !force:
-		m.schema.ok.Store(true)
+	case r.usable():
+		m.checked(r)
 		return nil
+	case m.schema.used.Load():
+		return m.runtimeSchemaError(&r, nil)
 	}
-	return m.AutoMigrate(ctx)
+	return m.firstUse().AutoMigrate(ctx)
+}
+
+// checked records a usable table: calls may use it, and no call runs DDL
+// on it any more.
+func (m *Manager) checked(r report) {
+	w := r.cols["locked_by"].length
+	if w >= MaxNameLen {
+		w = 0
+	}
+	m.schema.byWidth.Store(w)
+	m.schema.used.Store(true)
+	m.schema.ok.Store(true)
 }
 
 // checkInTx checks the table from inside a caller's transaction.
@@ -131,10 +132,11 @@ func (m *Manager) checkInTx(ctx context.Context) error {
 }
 
 // guard runs op, one statement or one transaction, once the table is
-// ready. If op fails because a column or table is missing, the table is
-// checked (and completed) again and op retried once; inside a caller's
-// transaction, which such a failure may have aborted, the error is
-// returned as ErrSchema and the next call outside it checks again.
+// ready. If op fails because a column or table is missing, or a value
+// does not fit its column, the catalog is read (no DDL): a table that
+// looks usable gets op retried once (TiDB reports a concurrent schema
+// change so); otherwise, and inside a caller's transaction, which such a
+// failure may have aborted, the error is ErrSchema naming the fix.
 func (m *Manager) guard(ctx context.Context, op func() error) error {
 	if err := checkContext(ctx); err != nil {
 		return err
@@ -149,17 +151,69 @@ func (m *Manager) guard(ctx context.Context, op func() error) error {
 	if err == nil || !m.d.schemaShaped(err) {
 		return err
 	}
-	m.schema.stale()
 	switch {
 	case m.inTx && errors.Is(err, ErrSchema):
 		return err
 	case m.inTx:
-		return fmt.Errorf("%w: table %q changed under lockmgr; run AutoMigrate (or `lockmgr migrate`): %w", ErrSchema, m.tableName, err)
+		m.schema.txOK.Store(false)
+		return m.runtimeSchemaError(nil, err)
 	}
-	if err := m.repair(ctx); err != nil {
-		return err
+	r, ierr := m.inspect(ctx, m.conn(ctx))
+	if ierr == nil && r.usable() {
+		m.checked(r)
+		if !m.d.tooLong(err) {
+			if err = op(); err == nil || !m.d.schemaShaped(err) {
+				return err
+			}
+		}
+		return m.runtimeSchemaError(&r, err)
 	}
-	return op()
+	if ierr == nil {
+		m.schema.ok.Store(false) // the next call reads the catalog again
+		if r.missing {
+			r.problems = m.elsewhere(ctx)
+		}
+		return m.runtimeSchemaError(&r, err)
+	}
+	return m.runtimeSchemaError(nil, err)
+}
+
+// runtimeSchemaError is a schema-shaped statement error of a Manager that
+// has used its table, with what the catalog says (r, if read) and the fix.
+func (m *Manager) runtimeSchemaError(r *report, err error) error {
+	what := "a statement failed for want of a table or column, or with a value too long for its column"
+	switch {
+	case r != nil && r.missing && len(r.problems) > 0:
+		what = "the table does not exist on this connection, whose search_path does not reach schema " +
+			strings.Join(r.problems, ", ") + " where it is: qualify it (WithTable(\"schema." + m.tableName +
+			"\")) or give every pooled connection one search_path"
+	case r != nil && r.missing:
+		what = "the table does not exist (any more)"
+	case r != nil && len(r.problems) > 0:
+		what = strings.Join(r.problems, "; ")
+	case m.d.tooLong(err):
+		what = "a value does not fit its column"
+		if w := m.schema.byWidth.Load(); w > 0 {
+			what += fmt.Sprintf(" (locked_by holds %d characters)", w)
+		}
+	case r != nil && m.d.kind == "postgres" && m.d.schema(m.tableName) == nil:
+		what += "; the table exists, so some pooled connection resolves its name through another search_path: " +
+			"qualify it (WithTable(\"schema." + m.tableName + "\")) or give every connection one search_path"
+	}
+	msg := fmt.Sprintf("table %q: %s; lockmgr changes no table at run time: run m.AutoMigrate(ctx) or `lockmgr migrate`", m.tableName, what)
+	return &schemaError{msg: ErrSchema.Error() + ": " + msg, cause: err}
+}
+
+// elsewhere lists the schemas other than this connection's where a
+// PostgreSQL table of an unqualified name exists: another search_path.
+func (m *Manager) elsewhere(ctx context.Context) []string {
+	if m.d.kind != "postgres" || m.d.schema(m.tableName) != nil {
+		return nil
+	}
+	var out []string
+	_ = m.conn(ctx).Raw(`SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relname = ? AND c.relkind IN ('r', 'p') ORDER BY 1`, m.tableName).Scan(&out).Error
+	return out
 }
 
 // report is what inspect found wrong with the table.
