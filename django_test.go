@@ -145,6 +145,13 @@ func TestGoFirstThenDjango(t *testing.T) {
 		assert.True(t, djangoLocked(e, "go-held"), "Django sees lockmgr's lock")
 		assert.True(t, e.isLocked("django-held"), "the running Manager sees Django's lock")
 		assert.True(t, e.isLocked("go-held"))
+		if e.kind == "sqlite" { // a running Manager changes no table: it names the fix
+			_, err := e.m.GetLock(e.ctx, "fenced")
+			require.ErrorIs(t, err, lockmgr.ErrSchema)
+			assert.Contains(t, err.Error(), "m.AutoMigrate(ctx) or `lockmgr migrate`")
+			require.False(t, e.db.Migrator().HasColumn(e.table, "token"), "no DDL at run time")
+			require.NoError(t, e.m.AutoMigrate(e.ctx))
+		}
 		second := e.lock("fenced")
 		assert.Greater(t, second.Fence, first.Fence, "fences still grow")
 		err := e.m.Release(e.ctx, held)
