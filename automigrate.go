@@ -93,6 +93,8 @@ func (m *Manager) migrateSide(db *gorm.DB) error {
 		return m.migrateSQLiteFences(db)
 	case "mysql":
 		return m.migrateMySQLFences(db)
+	case "postgres":
+		return m.migratePostgresFences(db) // fence_postgres.go
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package lockmgr
 import (
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,13 +34,14 @@ const (
 	aOld            // the expiry a compare-and-set expects (SQLite)
 	aOrigin         // this process's NOTIFY payload prefix (noticeOrigin)
 	aLazy           // a release may commit without waiting for the disk (PostgreSQL)
+	aBounded        // the statement gives up lock waits after lockWaitBound (PostgreSQL; lockwait.go)
 	numArgs
 )
 
 var argNames = map[string]argKey{
 	"name": aName, "by": aBy, "pid": aPid, "micros": aMicros, "until": aUntil,
 	"token": aToken, "fence": aFence, "now": aNow, "channel": aChannel, "old": aOld,
-	"origin": aOrigin, "lazy": aLazy,
+	"origin": aOrigin, "lazy": aLazy, "bounded": aBounded,
 }
 
 // stmt is a compiled statement: SQL with ? placeholders and the values to bind.
@@ -54,6 +54,10 @@ type stmt struct {
 	// synced is sql run with MariaDB Galera's causality checks (see
 	// galera.go); empty where the server cannot have them.
 	synced string
+	// bounded and boundedSynced are sql and synced giving up lock waits
+	// after lockWaitBound (MariaDB; lockwait.go); empty elsewhere.
+	bounded, boundedSynced string
+	reads                  bool // a SELECT: takes no row lock, writes nothing
 }
 
 type values [numArgs]any
@@ -77,7 +81,7 @@ func (d *dialect) compile(tmpl string) stmt {
 		if i < 0 {
 			b.WriteString(tmpl)
 			n.WriteString(tmpl)
-			st := stmt{sql: b.String(), args: args}
+			st := stmt{sql: b.String(), args: args, reads: strings.HasPrefix(b.String(), "SELECT")}
 			if st.native = st.sql; d.kind == "postgres" {
 				st.native = n.String()
 			}
@@ -158,6 +162,7 @@ type fragments struct {
 	// serialises whole statements, and on MySQL/MariaDB, whose triggers
 	// (fenceTriggerDDL) lock, and write, a bucket row instead.
 	fenceLock   string
+	fenceWith   string // a WITH clause before the acquisition's INSERT (PostgreSQL: postgresFenceBump)
 	micros      func(col string) string
 	greatest    string
 	addExpiry   func(base string) string // base + expiry
@@ -172,8 +177,9 @@ var postgresFragments = fragments{
 	quote:       func(s string) string { return `"` + s + `"` },
 	now:         "statement_timestamp()",
 	until:       "statement_timestamp() + @micros::bigint * interval '1 microsecond'",
-	fenceNow:    "(extract(epoch from clock_timestamp()) * 1000000)::bigint",
-	fenceLock:   " FROM (SELECT pg_advisory_xact_lock({tablekey}, hashtext(@name))) fence_lock",
+	fenceNow:    "f.hwm",
+	fenceLock:   " FROM f",
+	fenceWith:   postgresFenceBump,
 	micros:      func(c string) string { return "(extract(epoch from " + c + ") * 1000000)::bigint" },
 	greatest:    "GREATEST",
 	addExpiry:   func(b string) string { return b + " + @micros::bigint * interval '1 microsecond'" },
@@ -282,7 +288,7 @@ func (d *dialect) build(f fragments) {
 			return d.compile("WITH d AS (DELETE FROM " + t + " WHERE " + where + " RETURNING name, locked_until) " +
 				"SELECT count(*) FROM d" + lazyCommit + notify)
 		}
-		own, named := "name = @name AND token = @token", "name = @name"
+		own, named := "name = @name AND token = @token AND "+pgBound, "name = @name AND "+pgBound
 		d.release, d.releaseNotify, d.releaseWatched = del(own, ""), del(own, notifyAlways), del(own, notifyIfWatched)
 		d.unlock, d.unlockNotify, d.unlockWatched = del(named, ""), del(named, notifyAlways), del(named, notifyIfWatched)
 		d.deleteCounts = true
@@ -296,8 +302,8 @@ func (d *dialect) build(f fragments) {
 	d.readUntil = d.compile("SELECT locked_until || '' FROM " + t + " WHERE name = @name AND token = @token")
 	d.casUntil = d.compile("UPDATE " + t + " SET locked_until = @until, updated_at = @now" +
 		" WHERE name = @name AND token = @token AND locked_until = @old")
-	d.clean = d.compile("DELETE FROM " + t + " WHERE locked_until <= " + f.now)
-	d.reset = d.compile("DELETE FROM " + t)
+	d.clean = d.compile("DELETE FROM " + t + " WHERE locked_until <= " + f.now + d.pgBound())
+	d.reset = d.compile("DELETE FROM " + t + " WHERE true" + d.pgBound())
 	d.list = d.compile("SELECT " + d.columns + " FROM " + t + " WHERE " + live + " ORDER BY name" + f.byteOrder)
 	d.get = d.compile("SELECT " + d.columns + " FROM " + t + " WHERE name = @name AND " + live)
 }
@@ -337,9 +343,8 @@ func (d *dialect) acquireSQL(f fragments, withReturning bool) string {
 	if f.fenceLock != "" {
 		source = " SELECT " + row + f.fenceLock
 	}
-	source = strings.NewReplacer("{fences}", d.fenceTable, "{tablekey}", strconv.Itoa(int(int32(crc32.ChecksumIEEE([]byte(d.table)))))).Replace(source)
-	insert := "INSERT INTO " + d.table + f.insertAlias +
-		" (name, locked_by, lock_process, locked_until, token, fence, created_at, updated_at)" + source
+	insert := strings.ReplaceAll(f.fenceWith+"INSERT INTO "+d.table+f.insertAlias+
+		" (name, locked_by, lock_process, locked_until, token, fence, created_at, updated_at)"+source, "{fences}", d.fenceTable)
 	returning := " RETURNING " + acquired(f)
 	switch {
 	case !withReturning:
@@ -388,7 +393,7 @@ func (d *dialect) renewSQL(f fragments, extended string) string {
 		return "UPDATE " + d.table + " SET fence = fence + 0 * LAST_INSERT_ID(COALESCE(" + f.micros(newUntil) +
 			", 1)), locked_until = " + newUntil + ", updated_at = " + f.now + where
 	}
-	return "UPDATE " + d.table + " SET locked_until = " + newUntil + ", updated_at = " + f.now + where +
+	return "UPDATE " + d.table + " SET locked_until = " + newUntil + ", updated_at = " + f.now + where + d.pgBound() +
 		" RETURNING " + f.micros("locked_until")
 }
 
@@ -454,7 +459,8 @@ func (d *dialect) bareTable(table string) string {
 }
 
 // retryable reports a transaction the database aborted to break a deadlock
-// or a serialization conflict, which a fresh attempt can get past. Inside a
+// or a serialization conflict, which a fresh attempt can get past; a lock
+// wait that timed out is not one (lockWaitTimeout). Inside a
 // caller's transaction on MySQL it is not retryable: MySQL rolls back the
 // whole transaction, not just lockmgr's savepoint.
 func (d *dialect) retryable(err error, inTx bool) bool {
@@ -470,11 +476,11 @@ func (d *dialect) retryable(err error, inTx bool) bool {
 	case "mysql":
 		// TiDB adds 9007 (write conflict, optimistic mode), 8022 (retry the
 		// transaction) and a pessimistic lock that kept meeting new writes.
-		return !inTx && (strings.Contains(msg, "Error 1213") || strings.Contains(msg, "Error 1205") ||
+		return !inTx && (strings.Contains(msg, "Error 1213") ||
 			d.srv.tidb && (strings.Contains(msg, "Error 9007") || strings.Contains(msg, "Error 8022") ||
 				strings.Contains(msg, "pessimistic lock retry limit reached")))
-	case "sqlite":
-		return !inTx && strings.Contains(msg, "database is locked")
 	}
+	// A lock-wait timeout (MySQL 1205, SQLite's "database is locked") is
+	// not repeated: another transaction holds the row (lockwait.go).
 	return false
 }

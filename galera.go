@@ -44,8 +44,13 @@ func (d *dialect) addSynced() {
 	}
 	for _, s := range []*stmt{&d.acquire, &d.acquireExec, &d.release, &d.unlock, &d.isLocked, &d.renewMax, &d.renewAdd,
 		&d.clean, &d.reset, &d.list, &d.readBack, &d.get} {
-		if s.sql != "" {
-			s.synced = syncWaitPrefix + s.sql
+		if s.sql == "" {
+			continue
+		}
+		s.synced = syncWaitPrefix + s.sql
+		if !s.reads { // lockwait.go
+			s.bounded = "SET STATEMENT " + mariadbBound + " FOR " + s.sql
+			s.boundedSynced = strings.TrimSuffix(syncWaitPrefix, " FOR ") + ", " + mariadbBound + " FOR " + s.sql
 		}
 	}
 }
@@ -89,20 +94,28 @@ func (m *Manager) onGalera(ctx context.Context) bool {
 	return m.cluster.state.Load() == clusterGalera
 }
 
-// text is the SQL to send for s: its Galera form on a Galera node.
+// text is the SQL to send for s: its Galera form on a Galera node, and
+// its form that bounds lock waits where m.bounded() (lockwait.go).
 func (m *Manager) text(ctx context.Context, s stmt) string {
-	if s.synced != "" && m.onGalera(ctx) {
-		return s.synced
-	}
-	return s.native
+	return m.pick(ctx, s, s.native)
 }
 
 // gormText is text for GORM's Raw and Exec, which take ? placeholders.
 func (m *Manager) gormText(ctx context.Context, s stmt) string {
-	if s.synced != "" && m.onGalera(ctx) {
+	return m.pick(ctx, s, s.sql)
+}
+
+func (m *Manager) pick(ctx context.Context, s stmt, plain string) string {
+	galera := s.synced != "" && m.onGalera(ctx)
+	switch {
+	case s.bounded != "" && m.bounded() && galera:
+		return s.boundedSynced
+	case s.bounded != "" && m.bounded():
+		return s.bounded
+	case galera:
 		return s.synced
 	}
-	return s.sql
+	return plain
 }
 
 // catchUp makes a Galera node apply what the cluster has committed before

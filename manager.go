@@ -25,6 +25,8 @@ type Manager struct {
 	notifier  Notifier
 	channel   string
 	inTx      bool
+	ownTx     bool          // inTx, in a transaction of lockmgr's own: still bounded (lockwait.go)
+	busy      *sqliteBusy   // SQLite: the connections' busy_timeout (lockwait.go)
 	viaGORM   bool          // WithGORMCallbacks, or a dbresolver plugin that routes statements
 	dbID      any           // which database handle: keys this process's waiters (wait.go)
 	schema    *schemaState  // shared with copies: see schema.go
@@ -77,8 +79,9 @@ func New(db *gorm.DB, opts ...Option) (*Manager, error) {
 		owner: s.owner, logger: s.logger, hooks: s.hooks, notifier: s.notifier,
 		viaGORM: s.viaGORM || usesResolver(db), dbID: databaseID(db),
 		schema: newSchemaState(), cluster: &clusterProbe{}, notifyWarned: new(notifierWarned),
-		release: s.release,
+		release: s.release, busy: new(sqliteBusy),
 	}
+	m.busy.ms.Store(-1)
 	if m.notifier != nil && kind == "postgres" {
 		m.channel = m.notifier.Channel(s.table)
 	}
@@ -133,7 +136,7 @@ func checkDB(db *gorm.DB) error {
 // every call of the returned Manager returns ErrInvalidOption.
 func (m *Manager) WithTx(tx *gorm.DB) *Manager {
 	c := *m
-	c.inTx = true
+	c.inTx, c.ownTx = true, false
 	if err := checkDB(tx); err != nil {
 		c.err = fmt.Errorf("WithTx: %w", err)
 		return &c
@@ -174,7 +177,20 @@ func (m *Manager) query(ctx context.Context, s stmt, v *values, dest ...any) (fo
 // Galera, certification fails at the end of an INSERT … RETURNING), so
 // rows.Close's error is returned too.
 func (m *Manager) queryOnce(ctx context.Context, s stmt, v *values, dest ...any) (found bool, err error) {
+	if !s.reads && m.usesSQLiteBound() {
+		err = m.sqliteBounded(ctx, func(p gorm.ConnPool) error {
+			rows, err := p.QueryContext(ctx, m.text(ctx, s), m.bind(s, v)...)
+			found, err = scanFirst(rows, err, dest...)
+			return err
+		})
+		return found, err
+	}
 	rows, err := m.rows(ctx, s, v)
+	return scanFirst(rows, err, dest...)
+}
+
+// scanFirst scans the first of rows into dest and closes rows.
+func scanFirst(rows *sql.Rows, err error, dest ...any) (found bool, _ error) {
 	if err != nil {
 		return false, err
 	}
@@ -214,16 +230,29 @@ func (m *Manager) pool() gorm.ConnPool { return m.db.Statement.ConnPool }
 // rows starts s on the pool, or through GORM (WithGORMCallbacks).
 func (m *Manager) rows(ctx context.Context, s stmt, v *values) (*sql.Rows, error) {
 	if m.viaGORM {
-		return m.gorm(ctx).Raw(m.gormText(ctx, s), s.bind(v)...).Rows()
+		return m.gorm(ctx).Raw(m.gormText(ctx, s), m.bind(s, v)...).Rows()
 	}
-	return m.pool().QueryContext(ctx, m.text(ctx, s), s.bind(v)...)
+	return m.pool().QueryContext(ctx, m.text(ctx, s), m.bind(s, v)...)
+}
+
+// bind is s's arguments from v, with @bounded as m.bounded says.
+func (m *Manager) bind(s stmt, v *values) []any {
+	v[aBounded] = m.bounded()
+	return s.bind(v)
 }
 
 // result runs s on the pool, or through GORM (WithGORMCallbacks).
-func (m *Manager) result(ctx context.Context, s stmt, v *values) (sql.Result, error) {
+func (m *Manager) result(ctx context.Context, s stmt, v *values) (res sql.Result, err error) {
+	if !s.reads && m.usesSQLiteBound() {
+		err = m.sqliteBounded(ctx, func(p gorm.ConnPool) error {
+			res, err = p.ExecContext(ctx, m.text(ctx, s), m.bind(s, v)...)
+			return err
+		})
+		return res, err
+	}
 	if m.viaGORM {
 		res := gorm.WithResult()
-		if err := m.gorm(ctx).Clauses(res).Exec(m.gormText(ctx, s), s.bind(v)...).Error; err != nil {
+		if err := m.gorm(ctx).Clauses(res).Exec(m.gormText(ctx, s), m.bind(s, v)...).Error; err != nil {
 			return nil, err
 		}
 		if res.Result == nil { // DryRun, or a plugin that ran nothing
@@ -231,7 +260,7 @@ func (m *Manager) result(ctx context.Context, s stmt, v *values) (sql.Result, er
 		}
 		return res.Result, nil
 	}
-	return m.pool().ExecContext(ctx, m.text(ctx, s), s.bind(v)...)
+	return m.pool().ExecContext(ctx, m.text(ctx, s), m.bind(s, v)...)
 }
 
 // inTransaction reports a pool that is a transaction: New was given a
@@ -354,14 +383,27 @@ func (m *Manager) tryAcquire(ctx context.Context, name string, c *lockConfig, st
 	// m.release): a statement cut off by ctx may still commit on the
 	// server, and leave the lock held by a token nobody has.
 	actx, cancel := m.detached(ctx)
+	attempt := time.Now()
 	found, err := m.runAcquireOnce(actx, &v, dest...)
+	// A server that gives up a lock wait at once (MariaDB counts whole
+	// seconds) is asked again until the bound has passed (lockwait.go).
+	for m.d.lockWaitTimeout(err) && m.bounded() && time.Since(attempt) < lockWaitBound &&
+		sleep(ctx, jitter(minBackoff)) == nil {
+		found, err = m.runAcquireOnce(actx, &v, dest...)
+	}
 	cancel()
+	if m.d.lockWaitTimeout(err) {
+		// Another transaction holds the row (or SQLite's write lock): the
+		// name is held; the statement gave up and changed nothing.
+		m.event(ctx, m.hooks.OnContended, &Lock{Name: name}, start, "lockmgr: contended")
+		return nil, heldError(name)
+	}
 	won := err == nil && found && token == l.Token
 	if won && ctx.Err() != nil { // the caller gave up meanwhile: give the lock back
 		m.undo(ctx, l, nil)
 		return nil, fmt.Errorf("lockmgr: acquire %q: %w", name, context.Cause(ctx))
 	}
-	if err != nil && !m.d.retryable(err, m.inTx) {
+	if err != nil && !m.d.retryable(err, m.inTx) && !errors.Is(err, ErrSchema) && !errors.Is(err, ErrInvalidOption) {
 		m.undo(ctx, l, err) // it may have committed before the error
 	}
 	if err != nil && m.d.retryable(err, m.inTx) {

@@ -22,6 +22,7 @@ type catalog struct {
 
 var catalogs = map[string]catalog{
 	"postgres": {
+		side: postgresSideQuery, // fence_postgres.go
 		columns: `SELECT a.attname, CASE WHEN t.typname IN ('varchar', 'bpchar') AND a.atttypmod > 4 THEN a.atttypmod - 4 ELSE 0 END, '',
 			CASE WHEN EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary AND a.attnum = ANY (i.indkey)) THEN 1 ELSE 0 END, t.typname
 			FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_type t ON t.oid = a.atttypid
@@ -70,7 +71,7 @@ func (m *Manager) sideNames() []string {
 	case "sqlite":
 		trigger := strings.ReplaceAll(m.tableName, ".", "_") + "_fence_"
 		return []string{bare + "_fence", trigger + "insert", trigger + "update"}
-	case "mysql":
+	case "mysql", "postgres":
 		return []string{bare + "_fence"}
 	}
 	return nil

@@ -206,8 +206,10 @@ func (d *dialect) statements() map[string]bool {
 		if s.sql != "" {
 			known[s.sql] = true
 		}
-		if s.synced != "" {
-			known[s.synced] = true
+		for _, t := range []string{s.synced, s.bounded, s.boundedSynced} {
+			if t != "" {
+				known[t] = true
+			}
 		}
 	}
 	return known

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 )
 
 // RenewLock renews the named lock whoever holds it (django-lockmgr's
@@ -143,11 +142,9 @@ func (m *Manager) transaction(ctx context.Context, fn func(tx *Manager) error) e
 	return m.guard(ctx, func() error {
 		return m.conn(ctx).Transaction(func(tx *gorm.DB) error {
 			t := *m
-			t.db, t.inTx = tx.Session(&gorm.Session{NewDB: true}), true
+			t.db, t.inTx, t.ownTx = tx.Session(&gorm.Session{NewDB: true}), true, m.bounded()
 			if m.d.kind == "sqlite" {
-				if err := tx.Exec("DELETE FROM " + m.d.table + " WHERE 0").Error; err != nil {
-					return err
-				}
+				return t.sqliteWriteTx(ctx, tx, fn)
 			}
 			return fn(&t)
 		})
@@ -173,7 +170,7 @@ func (m *Manager) lockRows(ctx context.Context, names []string) (map[string]lock
 		chunk := names[:min(len(names), 1000)]
 		names = names[len(chunk):]
 		rows, err := m.conn(ctx).Table(m.tableName).Select(m.d.columns+", "+live.sql, live.bind(&v)...).
-			Where("name IN ?", chunk).Order("name").Clauses(clause.Locking{Strength: "UPDATE"}).Rows()
+			Where("name IN ?", chunk).Order("name").Clauses(m.rowLocking()).Rows()
 		if err != nil {
 			return nil, err
 		}

@@ -34,6 +34,7 @@ func (m *Manager) acquireBumpingFence(ctx context.Context, v *values, dest ...an
 // bumpAndAcquire is the body of acquireBumpingFence's transaction tx.
 func (m *Manager) bumpAndAcquire(ctx context.Context, tx *gorm.DB, v *values, dest ...any) (bool, error) {
 	t := m.WithTx(tx)
+	t.ownTx = m.bounded()
 	if _, err := t.exec(ctx, m.d.fenceBump, v); err != nil {
 		return false, err
 	}

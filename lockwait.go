@@ -1,0 +1,219 @@
+package lockmgr
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
+// Another transaction can hold a lock row for as long as it stays open: a
+// caller's WithTx transaction that took or renewed a name and has not
+// committed, or on SQLite any open write transaction, which holds the
+// database's write lock. A lock statement run outside the caller's
+// transaction does not wait for it beyond lockWaitBound: the server itself
+// ends the wait, so the statement ends cleanly, having changed nothing
+// (cancelling it from Go would leave its outcome unknown). Such a statement
+// found the name held: an acquisition answers ErrLocked (with Wait, the
+// wait goes on), and nothing repeats it (retrying). Per database:
+//
+//   - PostgreSQL: set_config('lock_timeout', lockWaitBound, true), evaluated
+//     in the statement before it takes any lock; it lasts until the end of
+//     the statement's own transaction (@bounded). SQLSTATE 55P03.
+//   - MariaDB: SET STATEMENT innodb_lock_wait_timeout=0 FOR …, combined
+//     with Galera's wsrep_sync_wait (galera.go). The server counts whole
+//     seconds, so 0 (give up at once) is its only setting within the bound;
+//     tryAcquire repeats an acquisition that gave up until lockWaitBound
+//     has passed since the attempt began. Error 1205.
+//   - TiDB: the same SET STATEMENT is not available; see tidbLockWait.
+//   - MySQL 8: its SET_VAR hint does not take InnoDB variables, and
+//     innodb_lock_wait_timeout counts whole seconds from 1, so a statement
+//     waits the session's innodb_lock_wait_timeout (50 s by default) once,
+//     never more: 1205 is answered as ErrLocked and not repeated.
+//     Set innodb_lock_wait_timeout=1 for lockmgr's connections there.
+//   - SQLite: busy_timeout, a connection setting, is lowered to the bound
+//     around the statement, in a transaction on one connection, and put
+//     back before it commits (sqliteBounded). "database is locked".
+//
+// Inside the caller's transaction nothing is bounded: a lock timeout would
+// abort the caller's whole transaction on PostgreSQL, and its waits are
+// the caller's to choose; the caller's own settings stay as they were.
+// Reads (IsLocked, Get, List) take no row locks and never wait.
+const lockWaitBound = 50 * time.Millisecond
+
+// pgLockTimeout is lockWaitBound as PostgreSQL's lock_timeout.
+var pgLockTimeout = strconv.FormatInt(lockWaitBound.Milliseconds(), 10) + "ms"
+
+// pgBound sets lock_timeout for the rest of the statement's transaction
+// when @bounded; it is evaluated in a row source or a filter that comes
+// before any lock the statement takes.
+var pgBound = "(NOT @bounded OR set_config('lock_timeout', '" + pgLockTimeout + "', true) <> '')"
+
+// mariadbBound gives up a row-lock wait at once (whole seconds, 0 = none).
+const mariadbBound = "innodb_lock_wait_timeout=0"
+
+// bounded reports whether m's statements give up waiting for another
+// transaction's lock after lockWaitBound: outside the caller's transaction,
+// and inside lockmgr's own.
+func (m *Manager) bounded() bool {
+	return m.ownTx || !m.inTx && !inTransaction(m.pool())
+}
+
+// lockWaitTimeout reports a statement that gave up waiting for a lock that
+// another transaction holds: by lockWaitBound, by the session's own
+// timeout, or by NOWAIT.
+func (d *dialect) lockWaitTimeout(err error) bool {
+	if err == nil {
+		return false
+	}
+	var state interface{ SQLState() string }
+	if errors.As(err, &state) {
+		return state.SQLState() == "55P03" // lock_not_available
+	}
+	msg := err.Error()
+	switch d.kind {
+	case "mysql":
+		// 1205: lock wait timeout (MySQL, MariaDB, TiDB); 3572: NOWAIT
+		// (MySQL 8, TiDB).
+		return strings.Contains(msg, "Error 1205") || strings.Contains(msg, "Error 3572")
+	case "sqlite":
+		return strings.Contains(msg, "database is locked") || strings.Contains(msg, "database table is locked")
+	}
+	return false
+}
+
+// sqliteBusy is the busy_timeout of the Manager's SQLite connections, read
+// once (the DSN's _busy_timeout sets the same on every one), to put back
+// after a bounded statement; -1 until read.
+type sqliteBusy struct{ ms atomic.Int64 }
+
+// sqliteBoundMS is lockWaitBound as SQLite's busy_timeout.
+var sqliteBoundMS = strconv.FormatInt(lockWaitBound.Milliseconds(), 10)
+
+// usesSQLiteBound reports a statement that runs in sqliteBounded.
+func (m *Manager) usesSQLiteBound() bool {
+	return m.d.kind == "sqlite" && !m.viaGORM && !m.ownTx && m.bounded()
+}
+
+// sqliteBounded runs fn on one connection of the pool, in a transaction
+// whose busy_timeout is lockWaitBound; the connection's own is put back
+// before the transaction ends. SQLite takes its write lock at the first
+// write, as it does for the statement alone.
+func (m *Manager) sqliteBounded(ctx context.Context, fn func(p gorm.ConnPool) error) (err error) {
+	restore, err := m.sqliteBusyMS(ctx)
+	if err != nil {
+		return err
+	}
+	tx, err := beginOn(ctx, m.pool())
+	if err != nil {
+		return err
+	}
+	if _, err = tx.ExecContext(ctx, "PRAGMA busy_timeout = "+sqliteBoundMS); err == nil {
+		err = fn(tx)
+		if _, rerr := tx.ExecContext(ctx, "PRAGMA busy_timeout = "+restore); rerr != nil && err == nil {
+			err = fmt.Errorf("lockmgr: restore busy_timeout: %w", rerr)
+		}
+	}
+	if err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// sqliteBusyMS is the connections' busy_timeout, asked once.
+func (m *Manager) sqliteBusyMS(ctx context.Context) (string, error) {
+	if ms := m.busy.ms.Load(); ms >= 0 {
+		return strconv.FormatInt(ms, 10), nil
+	}
+	var ms int64
+	if err := m.pool().QueryRowContext(ctx, "PRAGMA busy_timeout").Scan(&ms); err != nil {
+		return "", fmt.Errorf("lockmgr: read busy_timeout: %w", err)
+	}
+	m.busy.ms.Store(ms)
+	return strconv.FormatInt(ms, 10), nil
+}
+
+// txPool is a transaction of the pool lock statements run on.
+type txPool interface {
+	gorm.ConnPool
+	Commit() error
+	Rollback() error
+}
+
+// beginOn begins a transaction on p: lockmgr's prepared pool (whose
+// transactions use its prepared statements) or a *sql.DB.
+func beginOn(ctx context.Context, p gorm.ConnPool) (txPool, error) {
+	switch b := p.(type) {
+	case gorm.ConnPoolBeginner:
+		c, err := b.BeginTx(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+		if tx, ok := c.(txPool); ok {
+			return tx, nil
+		}
+		return nil, errors.New("lockmgr: the pool's transaction cannot commit")
+	case gorm.TxBeginner:
+		tx, err := b.BeginTx(ctx, nil)
+		if err != nil {
+			return nil, err
+		}
+		return tx, nil
+	}
+	return nil, fmt.Errorf("lockmgr: cannot begin a transaction on %T", p)
+}
+
+var _ txPool = (*sql.Tx)(nil)
+
+// rowLocking is lockRows' FOR UPDATE: NOWAIT where bounded, as the bound
+// is not to be had for a locking read in every database (MariaDB counts
+// whole seconds) and a transaction of lockmgr's own is short; the
+// statements after it find their rows locked already.
+func (m *Manager) rowLocking() clause.Locking {
+	if m.bounded() {
+		return clause.Locking{Strength: "UPDATE", Options: "NOWAIT"}
+	}
+	return clause.Locking{Strength: "UPDATE"}
+}
+
+// sqliteWriteTx is the body of one of lockmgr's own SQLite transactions,
+// tx, for the Manager m bound to it: it takes the database's write lock
+// first, so two of them never deadlock upgrading a read lock, waiting for
+// it no longer than lockWaitBound where m is bounded (sqliteBounded).
+func (m *Manager) sqliteWriteTx(ctx context.Context, tx *gorm.DB, fn func(tx *Manager) error) (err error) {
+	if m.ownTx {
+		restore, err := m.sqliteBusyMS(ctx)
+		if err != nil {
+			return err
+		}
+		if err := tx.Exec("PRAGMA busy_timeout = " + sqliteBoundMS).Error; err != nil {
+			return err
+		}
+		defer func() {
+			if rerr := tx.Exec("PRAGMA busy_timeout = " + restore).Error; rerr != nil && err == nil {
+				err = fmt.Errorf("lockmgr: restore busy_timeout: %w", rerr)
+			}
+		}()
+	}
+	if err := tx.Exec("DELETE FROM " + m.d.table + " WHERE 0").Error; err != nil {
+		return err
+	}
+	return fn(m)
+}
+
+// pgBound is " AND pgBound" on PostgreSQL, for the WHERE of a statement
+// that locks the rows it finds; empty elsewhere.
+func (d *dialect) pgBound() string {
+	if d.kind != "postgres" {
+		return ""
+	}
+	return " AND " + pgBound
+}
