@@ -72,10 +72,12 @@ func (m *Manager) SetLock(ctx context.Context, names []string, opts ...LockOptio
 	}
 	for attempt := 1; ; attempt++ {
 		var res *LockSetResult
-		err := m.transaction(ctx, func(tx *Manager) error {
-			var err error
-			res, err = tx.setLockOnce(ctx, names, &c)
-			return err
+		err := m.patiently(ctx, func() error {
+			return m.transaction(ctx, func(tx *Manager) error {
+				var err error
+				res, err = tx.setLockOnce(ctx, names, &c)
+				return err
+			})
 		})
 		if attempt < maxSetLockAttempts && (errors.Is(err, errRaced) || m.d.retryable(err, m.inTx)) {
 			if sleep(ctx, jitter(time.Duration(attempt)*minBackoff)) == nil {

@@ -23,8 +23,10 @@ func (m *Manager) RenewLock(ctx context.Context, name string, opts ...LockOption
 		return nil, err
 	}
 	var out *Lock
-	err = m.retrying(ctx, func() error { // a transaction the database rolled back is retried whole
-		return m.transaction(ctx, func(tx *Manager) error { return tx.renewLockOnce(ctx, name, &c, &out) })
+	err = m.patiently(ctx, func() error {
+		return m.retrying(ctx, func() error { // a transaction the database rolled back is retried whole
+			return m.transaction(ctx, func(tx *Manager) error { return tx.renewLockOnce(ctx, name, &c, &out) })
+		})
 	})
 	return out, err
 }
@@ -137,6 +139,9 @@ func (m *Manager) transaction(ctx context.Context, fn func(tx *Manager) error) e
 			t.db, t.inTx, t.ownTx = tx.Session(&gorm.Session{NewDB: true}), true, m.bounded()
 			if m.d.kind == "sqlite" {
 				return t.sqliteWriteTx(ctx, tx, fn)
+			}
+			if err := t.boundOwnTx(tx); err != nil {
+				return err
 			}
 			return fn(&t)
 		})
