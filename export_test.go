@@ -68,3 +68,6 @@ func LocalWaiters(m *Manager, name string) int {
 
 // TableName is m's table.
 func TableName(m *Manager) string { return m.tableName }
+
+// HolderPatience is holderPatience, for the held-row tests.
+const HolderPatience = holderPatience

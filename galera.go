@@ -108,6 +108,12 @@ func (m *Manager) gormText(ctx context.Context, s stmt) string {
 func (m *Manager) pick(ctx context.Context, s stmt, plain string) string {
 	galera := s.synced != "" && m.onGalera(ctx)
 	switch {
+	case s.bounded != "" && m.ownTx: // lockwait.go
+		t := s.bounded
+		if galera {
+			t = s.boundedSynced
+		}
+		return strings.Replace(t, mariadbBound, mariadbTxBound, 1)
 	case s.bounded != "" && m.bounded() && galera:
 		return s.boundedSynced
 	case s.bounded != "" && m.bounded():

@@ -173,15 +173,28 @@ func beginOn(ctx context.Context, p gorm.ConnPool) (txPool, error) {
 
 var _ txPool = (*sql.Tx)(nil)
 
-// rowLocking is lockRows' FOR UPDATE: NOWAIT where bounded, as the bound
-// is not to be had for a locking read in every database (MariaDB counts
-// whole seconds) and a transaction of lockmgr's own is short; the
-// statements after it find their rows locked already.
+// rowLocking is lockRows' FOR UPDATE: on MariaDB, where bounded, it waits
+// mariadbTxBound at most; PostgreSQL's is bounded by boundOwnTx.
 func (m *Manager) rowLocking() clause.Locking {
-	if m.bounded() {
-		return clause.Locking{Strength: "UPDATE", Options: "NOWAIT"}
+	if m.bounded() && m.d.srv.mariadb && m.d.kind == "mysql" {
+		return clause.Locking{Strength: "UPDATE", Options: "WAIT 1"}
 	}
 	return clause.Locking{Strength: "UPDATE"}
+}
+
+// mariadbTxBound bounds the lock waits of lockmgr's own multi-statement
+// transactions on MariaDB (RenewLock, SetLock): they wait for each other's
+// row and gap locks, which last a whole transaction, so giving up at once
+// would fail them against one another; 1 s is the server's least wait.
+const mariadbTxBound = "innodb_lock_wait_timeout=1"
+
+// boundOwnTx starts a transaction of lockmgr's own, tx: on PostgreSQL it
+// sets lock_timeout to lockWaitBound until the transaction ends.
+func (m *Manager) boundOwnTx(tx *gorm.DB) error {
+	if !m.ownTx || m.d.kind != "postgres" {
+		return nil
+	}
+	return tx.Exec("SELECT set_config('lock_timeout', ?, true)", pgLockTimeout).Error
 }
 
 // sqliteWriteTx is the body of one of lockmgr's own SQLite transactions,
@@ -216,4 +229,28 @@ func (d *dialect) pgBound() string {
 		return ""
 	}
 	return " AND " + pgBound
+}
+
+// holderPatience is how long a call that does not acquire (a release,
+// renewal, SetLock, CleanLocks) keeps asking again after its statement gave
+// up a lock wait. Concurrent acquisitions lock a held row too (the upsert
+// that finds it live), for the length of their commit; a release must not
+// fail for that. Each attempt is still bounded by lockWaitBound, so a row
+// another open transaction holds fails the call within about this long.
+const holderPatience = time.Second
+
+// patiently runs fn, and again after a jittered backoff while it fails
+// with a lock-wait timeout, until holderPatience has passed or ctx ends.
+// fn must be safe to repeat: a statement that gave up changed nothing.
+func (m *Manager) patiently(ctx context.Context, fn func() error) error {
+	start := time.Now()
+	for step := minBackoff; ; step = min(2*step, 100*time.Millisecond) {
+		err := fn()
+		// Inside a transaction, which a timeout may have aborted
+		// (PostgreSQL), the transaction's owner repeats it whole.
+		if !m.d.lockWaitTimeout(err) || m.inTx || !m.bounded() || time.Since(start) >= holderPatience ||
+			sleep(ctx, jitter(step)) != nil {
+			return err
+		}
+	}
 }

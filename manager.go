@@ -387,7 +387,7 @@ func (m *Manager) tryAcquire(ctx context.Context, name string, c *lockConfig, st
 	found, err := m.runAcquireOnce(actx, &v, dest...)
 	// A server that gives up a lock wait at once (MariaDB counts whole
 	// seconds) is asked again until the bound has passed (lockwait.go).
-	for m.d.lockWaitTimeout(err) && m.bounded() && time.Since(attempt) < lockWaitBound &&
+	for m.d.lockWaitTimeout(err) && m.bounded() && (!m.inTx || m.d.kind == "mysql") && time.Since(attempt) < lockWaitBound &&
 		sleep(ctx, jitter(minBackoff)) == nil {
 		found, err = m.runAcquireOnce(actx, &v, dest...)
 	}
@@ -579,11 +579,15 @@ func (m *Manager) delete(ctx context.Context, plain, notify, watched stmt, v *va
 		}
 		v[aChannel], v[aOrigin] = m.channel, originOf(m.dbID)
 	}
-	if !m.d.deleteCounts {
-		return m.exec(ctx, s, v)
-	}
 	var n int64
-	_, err := m.query(ctx, s, v, &n)
+	err := m.patiently(ctx, func() (err error) {
+		if !m.d.deleteCounts {
+			n, err = m.exec(ctx, s, v)
+			return err
+		}
+		_, err = m.query(ctx, s, v, &n)
+		return err
+	})
 	return n, err
 }
 

@@ -65,11 +65,14 @@ func (m *Manager) renewToken(ctx context.Context, l *Lock, c *lockConfig) (*Lock
 	var until any
 	var found bool
 	var err error
-	if m.d.addTimeInClient && flag(c.addTime, false) {
-		until, found, err = m.addTimeCAS(ctx, &v, c.expires)
-	} else {
-		until, found, err = m.runRenew(ctx, s, &v)
-	}
+	err = m.patiently(ctx, func() (err error) {
+		if m.d.addTimeInClient && flag(c.addTime, false) {
+			until, found, err = m.addTimeCAS(ctx, &v, c.expires)
+		} else {
+			until, found, err = m.runRenew(ctx, s, &v)
+		}
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("lockmgr: renew %q: %w", l.Name, err)
 	}

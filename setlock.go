@@ -82,10 +82,12 @@ func (m *Manager) SetLock(ctx context.Context, names []string, opts ...LockOptio
 		// could hold locks whose tokens nobody has.
 		actx, cancel := m.detached(ctx)
 		var res *LockSetResult
-		err := m.transaction(actx, func(tx *Manager) error {
-			var err error
-			res, err = tx.setLockOnce(actx, names, &c)
-			return err
+		err := m.patiently(ctx, func() error {
+			return m.transaction(actx, func(tx *Manager) error {
+				var err error
+				res, err = tx.setLockOnce(actx, names, &c)
+				return err
+			})
 		})
 		cancel()
 		if attempt < maxSetLockAttempts && (errors.Is(err, errRaced) || m.d.retryable(err, m.inTx)) {

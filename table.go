@@ -23,16 +23,18 @@ func (m *Manager) RenewLock(ctx context.Context, name string, opts ...LockOption
 		return nil, err
 	}
 	var out *Lock
-	err = m.retrying(ctx, func() error { // a transaction the database rolled back is retried whole
-		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("lockmgr: renew lock %q: %w", name, context.Cause(ctx))
-		}
-		// Runs to its end once begun, as SetLock's does: with Create it
-		// can take the name, and a commit cut off would leave it held by
-		// nobody.
-		actx, cancel := m.detached(ctx)
-		defer cancel()
-		return m.transaction(actx, func(tx *Manager) error { return tx.renewLockOnce(actx, name, &c, &out) })
+	err = m.patiently(ctx, func() error {
+		return m.retrying(ctx, func() error { // a transaction the database rolled back is retried whole
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("lockmgr: renew lock %q: %w", name, context.Cause(ctx))
+			}
+			// Runs to its end once begun, as SetLock's does: with Create it
+			// can take the name, and a commit cut off would leave it held by
+			// nobody.
+			actx, cancel := m.detached(ctx)
+			defer cancel()
+			return m.transaction(actx, func(tx *Manager) error { return tx.renewLockOnce(actx, name, &c, &out) })
+		})
 	})
 	return out, err
 }
@@ -145,6 +147,9 @@ func (m *Manager) transaction(ctx context.Context, fn func(tx *Manager) error) e
 			t.db, t.inTx, t.ownTx = tx.Session(&gorm.Session{NewDB: true}), true, m.bounded()
 			if m.d.kind == "sqlite" {
 				return t.sqliteWriteTx(ctx, tx, fn)
+			}
+			if err := t.boundOwnTx(tx); err != nil {
+				return err
 			}
 			return fn(&t)
 		})
