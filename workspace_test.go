@@ -1,11 +1,17 @@
 package lockmgr_test
 
 import (
+	"bufio"
 	"context"
 	"flag"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,7 +27,7 @@ const envNested = "LOCKMGR_TEST_NESTED"
 // library's users do not inherit their dependencies — so that `go test
 // ./...` at the root of a checkout runs every test: the ./... pattern stops
 // at a nested go.mod. The nested run gets this run's -race, -count, -short
-// and -timeout, and prints its package lines here.
+// and -timeout; its package lines show among this run's (see packageLines).
 func TestWorkspaceModules(t *testing.T) {
 	if os.Getenv(envNested) == "0" {
 		t.Skipf("%s=0: the nested modules are run by name", envNested)
@@ -52,7 +58,77 @@ func TestWorkspaceModules(t *testing.T) {
 	}
 	cmd := exec.CommandContext(ctx, "go", args...) // go test puts its own go first in PATH
 	cmd.Env = append(os.Environ(), envNested+"=0")
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
 	t.Logf("go %v", args)
-	require.NoError(t, cmd.Run(), "the nested modules' tests failed; their output is above")
+	require.NoError(t, cmd.Start())
+	lines := packageLines(t)
+	r := bufio.NewReader(out)
+	for {
+		line, err := r.ReadString('\n')
+		if packageLine.MatchString(line) {
+			_, _ = io.WriteString(lines, line)
+		} else {
+			_, _ = io.WriteString(os.Stdout, line)
+		}
+		if err != nil {
+			break
+		}
+	}
+	require.NoError(t, cmd.Wait(), "the nested modules' tests failed; their output is above")
+}
+
+// packageLine is a line of go test's own: a package's result.
+var packageLine = regexp.MustCompile(`^(ok  |FAIL|\?   )\t\S+`)
+
+// packageLines is where the nested packages' result lines go. go test shows
+// the output of a package that passes only with -v, so without -v they go
+// to the go command's own standard output, beside its lines, when that can
+// be reached safely: on Linux, through /proc, when it is a pipe, a terminal
+// or a file opened for appending (writing to a file at another offset than
+// the go command's would garble it). Otherwise they stay in this test's
+// output: shown with -v, and when a test fails.
+func packageLines(t *testing.T) io.Writer {
+	if testing.Verbose() || runtime.GOOS != "linux" { // -v and -json show this test's output
+		return os.Stdout
+	}
+	parent := "/proc/" + strconv.Itoa(os.Getppid())
+	if exe, err := os.Readlink(parent + "/exe"); err != nil || filepath.Base(exe) != "go" {
+		return os.Stdout // not run by go test: a test binary run by hand, or through -exec
+	}
+	fi, err := os.Stat(parent + "/fd/1")
+	if err != nil {
+		return os.Stdout
+	}
+	flag := os.O_WRONLY
+	switch mode := fi.Mode(); {
+	case mode&(os.ModeNamedPipe|os.ModeCharDevice) != 0:
+	case mode.IsRegular() && appending(parent+"/fdinfo/1"):
+		flag |= os.O_APPEND
+	default:
+		return os.Stdout
+	}
+	f, err := os.OpenFile(parent+"/fd/1", flag, 0)
+	if err != nil {
+		return os.Stdout
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	return f
+}
+
+// appending reports a file descriptor, described by its /proc fdinfo file,
+// that was opened with O_APPEND.
+func appending(fdinfo string) bool {
+	data, err := os.ReadFile(fdinfo)
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "flags:"); ok {
+			flags, err := strconv.ParseInt(strings.TrimSpace(v), 8, 64)
+			return err == nil && flags&int64(os.O_APPEND) != 0
+		}
+	}
+	return false
 }

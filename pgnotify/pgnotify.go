@@ -115,8 +115,12 @@ func (l *Listener) Channel(table string) string {
 	return "lockmgr_" + hex.EncodeToString(sum[:16])
 }
 
-// Subscribe calls fn with every lock name released on channel, from the
-// listener's goroutine, until stop is called. fn must not block.
+// Subscribe calls fn with the payload of each notice on channel (the
+// released name, with the prefix lockmgr.Notifier describes), from the
+// listener's goroutine, until stop is called. fn must not block. It hears
+// the releases of watched names only, not every release: a Manager with a
+// Listener announces a release only while some process watches its name
+// (Watch, which lockmgr calls while it waits for the name).
 func (l *Listener) Subscribe(channel string, fn func(name string)) (stop func()) {
 	p := &fn
 	l.mu.Lock()

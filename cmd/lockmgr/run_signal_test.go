@@ -58,7 +58,7 @@ func waitBlocked(t *testing.T, c *cli, db *gorm.DB) {
 	case "mysql":
 		probe = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE command IN ('Query', 'Execute') AND info LIKE ? AND info NOT LIKE '%PROCESSLIST%'"
 	default:
-		time.Sleep(1500 * time.Millisecond) // connected, and its attempt waits for the write lock
+		time.Sleep(time.Second) // connected, and its attempt waits for the write lock
 		return
 	}
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
