@@ -49,8 +49,12 @@ func (d *dialect) addSynced() {
 		}
 		s.synced = syncWaitPrefix + s.sql
 		if !s.reads { // lockwait.go
-			s.bounded = "SET STATEMENT " + mariadbBound + " FOR " + s.sql
-			s.boundedSynced = strings.TrimSuffix(syncWaitPrefix, " FOR ") + ", " + mariadbBound + " FOR " + s.sql
+			b := mariadbTxBound // a holder's statement queues for the row
+			if s == &d.acquire || s == &d.acquireExec {
+				b = mariadbBound
+			}
+			s.bounded = "SET STATEMENT " + b + " FOR " + s.sql
+			s.boundedSynced = strings.TrimSuffix(syncWaitPrefix, " FOR ") + ", " + b + " FOR " + s.sql
 		}
 	}
 }

@@ -77,9 +77,7 @@ func TestUpdatedByOpenTransaction(t *testing.T) {
 		defer tx.Rollback()
 		_, err := e.m.WithTx(tx).Renew(e.ctx, l)
 		require.NoError(t, err)
-		ctx, cancel := context.WithTimeout(e.ctx, 3*time.Second)
-		defer cancel()
-
+		var ctx context.Context
 		for _, call := range []struct {
 			name string
 			run  func() error
@@ -88,6 +86,9 @@ func TestUpdatedByOpenTransaction(t *testing.T) {
 			{"Renew", func() error { _, err := e.m.Renew(ctx, l); return err }},
 			{"Release", func() error { return e.m.Release(ctx, l) }},
 		} {
+			c, cancel := context.WithTimeout(e.ctx, 5*time.Second)
+			defer cancel()
+			ctx = c
 			start := time.Now()
 			err := call.run()
 			took := time.Since(start)

@@ -31,7 +31,11 @@ import (
 //     with Galera's wsrep_sync_wait (galera.go). The server counts whole
 //     seconds, so 0 (give up at once) is its only setting within the bound;
 //     tryAcquire repeats an acquisition that gave up until lockWaitBound
-//     has passed since the attempt began. Error 1205.
+//     has passed since the attempt began. Error 1205. A holder's statements
+//     (release, renewal, CleanLocks) and lockmgr's own transactions wait
+//     up to 1 s instead (mariadbTxBound): one that gives up at once never
+//     joins the row's queue of waiters, and loses it to every transaction
+//     that does.
 //   - TiDB: the same SET STATEMENT is not available; see tidbLockWait.
 //   - MySQL 8: its SET_VAR hint does not take InnoDB variables, and
 //     innodb_lock_wait_timeout counts whole seconds from 1, so a statement
@@ -237,7 +241,7 @@ func (d *dialect) pgBound() string {
 // that finds it live), for the length of their commit; a release must not
 // fail for that. Each attempt is still bounded by lockWaitBound, so a row
 // another open transaction holds fails the call within about this long.
-const holderPatience = time.Second
+const holderPatience = 2 * time.Second
 
 // patiently runs fn, and again after a jittered backoff while it fails
 // with a lock-wait timeout, until holderPatience has passed or ctx ends.

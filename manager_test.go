@@ -333,7 +333,8 @@ func TestFenceGrowsPastAWaitingAcquisition(t *testing.T) {
 		require.NoError(t, tx.Exec("DELETE FROM "+e.table+" WHERE 0").Error) // take the write lock
 		late := make(chan *lockmgr.Lock)
 		go func() {
-			l, err := e.m.GetLock(e.ctx, "x")
+			// It gives up the write lock after lockmgr's bound and waits on.
+			l, err := e.m.GetLock(e.ctx, "x", lockmgr.Wait(5*time.Second))
 			assert.NoError(t, err)
 			late <- l
 		}()

@@ -106,7 +106,10 @@ func (c migrateChild) run() error {
 		return fmt.Errorf("%s: %w", c.Mode, err)
 	}
 	ctx := context.Background()
-	l, err := m.GetLock(ctx, c.Name)
+	// Another process may still be migrating: on SQLite its transaction
+	// holds the database's write lock, which a lock call waits out only
+	// with Wait (lockmgr gives up a lock wait after 50 ms).
+	l, err := m.GetLock(ctx, c.Name, lockmgr.Wait(10*time.Second))
 	if err != nil {
 		return fmt.Errorf("%s: then GetLock: %w", c.Mode, err)
 	}
