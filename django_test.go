@@ -180,6 +180,8 @@ func TestDjangoTable255(t *testing.T) {
 				e.m = e.manager()
 				if how == "AutoMigrate" {
 					require.NoError(t, e.m.AutoMigrate(e.ctx))
+				} else {
+					tidbNeedsMigrate(e, b)
 				}
 				l := e.lock(long)
 				got, err := e.m.Get(e.ctx, long)

@@ -195,6 +195,9 @@ func TestWithTxRunsNoDDL(t *testing.T) {
 				return tx.Exec(fmt.Sprintf("SELECT COUNT(*) FROM %s", e.table)).Error // the transaction still works
 			})
 			require.NoError(t, err)
+			if b.name == "tidb" {
+				tidbNeedsMigrate(e, b)
+			}
 			e.lock("outside")
 			require.NoError(t, e.db.Transaction(func(tx *gorm.DB) error {
 				_, err := e.m.WithTx(tx).GetLock(e.ctx, "in-tx")
