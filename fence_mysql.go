@@ -33,7 +33,7 @@ type fenceTrigger struct {
 // certifies read locks, the write does: two acquisitions of a bucket on
 // different nodes write the same row, so certification fails one (error
 // 1213, retried), and the later one has read the earlier's mark, whatever
-// the nodes' clocks say. Rows written by Django (fence 0) or by an older
+// the nodes' clocks say. Rows written by Django (the trigger gives them the bucket's mark + 1) or by an older
 // lockmgr (a clock reading) are taken over with GREATEST(fence + 1,
 // VALUES(fence)). There is deliberately no UPDATE trigger: any UPDATE
 // trigger on the table makes MariaDB report insert id 0 for the renewal's
