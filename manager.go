@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"reflect"
 	"strings"
+	"sync"
 	"time"
 
 	"gorm.io/gorm"
@@ -430,6 +431,35 @@ func (m *Manager) tryAcquire(ctx context.Context, name string, c *lockConfig, st
 // without its cancellation, bounded by m.release.
 func (m *Manager) detached(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), m.release)
+}
+
+// graced is the context a transaction runs on once begun (SetLock,
+// RenewLock): ctx's values without its cancellation, cut off only
+// m.release after ctx ends. A long batch runs for as long as its caller
+// waits, and a caller that gives up mid-commit does not leave rows the
+// commit took with tokens nobody has.
+func (m *Manager) graced(ctx context.Context) (context.Context, context.CancelFunc) {
+	gctx, cut := context.WithCancelCause(context.WithoutCancel(ctx))
+	var mu sync.Mutex
+	var timer *time.Timer
+	done := false
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !done {
+			timer = time.AfterFunc(m.release, func() { cut(context.DeadlineExceeded) })
+		}
+	})
+	return gctx, func() {
+		stop()
+		mu.Lock()
+		done = true
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		cut(context.Canceled)
+	}
 }
 
 // undo releases l, an acquisition whose caller will not get it: won after

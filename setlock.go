@@ -78,9 +78,9 @@ func (m *Manager) SetLock(ctx context.Context, names []string, opts ...LockOptio
 			return nil, fmt.Errorf("lockmgr: set lock: %w", context.Cause(ctx))
 		}
 		// Once begun, the transaction runs to its end whatever happens to
-		// ctx (bounded by the release timeout): cut off at its commit, it
+		// ctx (until the release timeout after ctx ends): cut off at its commit, it
 		// could hold locks whose tokens nobody has.
-		actx, cancel := m.detached(ctx)
+		actx, cancel := m.graced(ctx)
 		var res *LockSetResult
 		err := m.patiently(ctx, func() error {
 			return m.transaction(actx, func(tx *Manager) error {

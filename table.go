@@ -31,7 +31,7 @@ func (m *Manager) RenewLock(ctx context.Context, name string, opts ...LockOption
 			// Runs to its end once begun, as SetLock's does: with Create it
 			// can take the name, and a commit cut off would leave it held by
 			// nobody.
-			actx, cancel := m.detached(ctx)
+			actx, cancel := m.graced(ctx)
 			defer cancel()
 			return m.transaction(actx, func(tx *Manager) error { return tx.renewLockOnce(actx, name, &c, &out) })
 		})

@@ -22,7 +22,7 @@ build() {
   local dir src parser tmp
   mkdir -p "$(dirname "$BIN")"
   tmp=$(mktemp -d "$CACHE/tidb-build.XXXXXX")
-  trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"' RETURN
+  trap 'chmod -R u+w "$tmp" 2>/dev/null; rm -rf "$tmp"; trap - RETURN' RETURN
   # pkg/parser is a nested module missing from tidb's zip; take it from its own.
   dir=$(cd "$tmp" && GOFLAGS=-mod=mod go mod download -json "github.com/pingcap/tidb@$TIDB_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
   parser=$(cd "$tmp" && GOFLAGS=-mod=mod go mod download -json "github.com/pingcap/tidb/pkg/parser@$PARSER_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
