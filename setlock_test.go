@@ -179,3 +179,19 @@ func TestSetLockManyNames(t *testing.T) {
 		assert.Equal(t, 2500, res.Counts.Renewed)
 	})
 }
+
+// A SetLock transaction longer than the release timeout (each statement
+// within it) completes: the
+// timeout bounds work after the caller gives up, not the work itself.
+func TestSetLockOutlastsReleaseTimeout(t *testing.T) {
+	eachDB(t, func(t *testing.T, e *env) {
+		m := e.manager(lockmgr.WithReleaseTimeout(500*time.Millisecond))
+		names := make([]string, 1000)
+		for i := range names {
+			names[i] = fmt.Sprintf("slow-%04d", i)
+		}
+		res, err := m.SetLock(e.ctx, names)
+		require.NoError(t, err)
+		assert.Equal(t, len(names), res.Counts.Created)
+	})
+}
