@@ -181,11 +181,11 @@ func TestSetLockManyNames(t *testing.T) {
 }
 
 // A SetLock transaction longer than the release timeout (each statement
-// within it) completes: the
-// timeout bounds work after the caller gives up, not the work itself.
+// within it) completes: the timeout bounds work after the caller gives
+// up, not the work itself.
 func TestSetLockOutlastsReleaseTimeout(t *testing.T) {
 	eachDB(t, func(t *testing.T, e *env) {
-		m := e.manager(lockmgr.WithReleaseTimeout(500*time.Millisecond))
+		m := e.manager(lockmgr.WithReleaseTimeout(500 * time.Millisecond))
 		names := make([]string, 1000)
 		for i := range names {
 			names[i] = fmt.Sprintf("slow-%04d", i)
