@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"reflect"
 	"strings"
-	"sync"
 	"time"
 
 	"gorm.io/gorm"
@@ -440,26 +439,11 @@ func (m *Manager) detached(ctx context.Context) (context.Context, context.Cancel
 // commit took with tokens nobody has.
 func (m *Manager) graced(ctx context.Context) (context.Context, context.CancelFunc) {
 	gctx, cut := context.WithCancelCause(context.WithoutCancel(ctx))
-	var mu sync.Mutex
-	var timer *time.Timer
-	done := false
 	stop := context.AfterFunc(ctx, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if !done {
-			timer = time.AfterFunc(m.release, func() { cut(context.DeadlineExceeded) })
-		}
+		t := time.AfterFunc(m.release, func() { cut(context.DeadlineExceeded) })
+		context.AfterFunc(gctx, func() { t.Stop() })
 	})
-	return gctx, func() {
-		stop()
-		mu.Lock()
-		done = true
-		if timer != nil {
-			timer.Stop()
-		}
-		mu.Unlock()
-		cut(context.Canceled)
-	}
+	return gctx, func() { stop(); cut(context.Canceled) }
 }
 
 // undo releases l, an acquisition whose caller will not get it: won after

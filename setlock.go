@@ -78,8 +78,8 @@ func (m *Manager) SetLock(ctx context.Context, names []string, opts ...LockOptio
 			return nil, fmt.Errorf("lockmgr: set lock: %w", context.Cause(ctx))
 		}
 		// Once begun, the transaction runs to its end whatever happens to
-		// ctx (until the release timeout after ctx ends): cut off at its commit, it
-		// could hold locks whose tokens nobody has.
+		// ctx (until the release timeout after ctx ends): cut off at its
+		// commit, it could hold locks whose tokens nobody has.
 		actx, cancel := m.graced(ctx)
 		var res *LockSetResult
 		err := m.patiently(ctx, func() error {
