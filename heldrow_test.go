@@ -176,3 +176,54 @@ func TestCallerLockWaitUnchanged(t *testing.T) {
 		require.False(t, errors.Is(err, lockmgr.ErrLocked))
 	})
 }
+
+// TestShortDeadlineBehindOpenTransaction: every call on a name whose row
+// another open transaction holds answers by its caller's deadline (plus a
+// statement's cancellation), whether it asks again or runs a transaction
+// of lockmgr's own (SetLock, RenewLock: on MariaDB these waited their 1 s
+// row-lock bound past a 100 ms deadline).
+func TestShortDeadlineBehindOpenTransaction(t *testing.T) {
+	eachDB(t, func(t *testing.T, e *env) {
+		skipTiDBLockWaits(t)
+		l := e.lock("upd")
+		tx := e.db.Begin()
+		require.NoError(t, tx.Error)
+		defer tx.Rollback()
+		_, err := e.m.WithTx(tx).Renew(e.ctx, l)
+		require.NoError(t, err)
+		const deadline, margin = 100 * time.Millisecond, 500 * time.Millisecond
+		for _, call := range []struct {
+			name string
+			run  func(ctx context.Context) error
+		}{
+			{"GetLock Wait", func(ctx context.Context) error {
+				_, err := e.m.GetLock(ctx, "upd", lockmgr.Wait(time.Minute))
+				return err
+			}},
+			{"Renew", func(ctx context.Context) error { _, err := e.m.Renew(ctx, l); return err }},
+			{"Release", func(ctx context.Context) error { return e.m.Release(ctx, l) }},
+			{"Unlock", func(ctx context.Context) error { return e.m.Unlock(ctx, "upd") }},
+			{"RenewLock", func(ctx context.Context) error { _, err := e.m.RenewLock(ctx, "upd"); return err }},
+			{"SetLock", func(ctx context.Context) error {
+				_, err := e.m.SetLock(ctx, []string{"upd", "upd:other"})
+				return err
+			}},
+		} {
+			ctx, cancel := context.WithTimeout(e.ctx, deadline)
+			start := time.Now()
+			err := call.run(ctx)
+			took := time.Since(start)
+			cancel()
+			t.Logf("%s: %s behind an open transaction, deadline %v: %v (%v)", e.kind, call.name, deadline, took, err)
+			require.Error(t, err, call.name)
+			require.Less(t, took, deadline+margin, "%s answered past its caller's deadline", call.name)
+		}
+		require.NoError(t, tx.Commit().Error)
+		require.False(t, e.isLocked("upd:other"), "a SetLock its caller gave up on took nothing")
+		// The cut-off Unlock may still have run on the server once the
+		// row was free (MySQL does not stop a statement its client left).
+		if err := e.m.Release(e.ctx, l); err != nil {
+			require.ErrorIs(t, err, lockmgr.ErrNotHeld)
+		}
+	})
+}

@@ -432,11 +432,11 @@ func (m *Manager) detached(ctx context.Context) (context.Context, context.Cancel
 	return context.WithTimeout(context.WithoutCancel(ctx), m.release)
 }
 
-// graced is the context a transaction runs on once begun (SetLock,
-// RenewLock): ctx's values without its cancellation, cut off only
-// m.release after ctx ends. A long batch runs for as long as its caller
-// waits, and a caller that gives up mid-commit does not leave rows the
-// commit took with tokens nobody has.
+// graced is the context the begin and commit of lockmgr's own transactions
+// run on (SetLock, RenewLock; see transaction): ctx's values without its
+// cancellation, cut off only m.release after ctx ends. A long batch runs
+// for as long as its caller waits, and a caller that gives up mid-commit
+// does not leave rows the commit took with tokens nobody has.
 func (m *Manager) graced(ctx context.Context) (context.Context, context.CancelFunc) {
 	gctx, cut := context.WithCancelCause(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(ctx, func() {

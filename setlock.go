@@ -77,19 +77,16 @@ func (m *Manager) SetLock(ctx context.Context, names []string, opts ...LockOptio
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("lockmgr: set lock: %w", context.Cause(ctx))
 		}
-		// Once begun, the transaction runs to its end whatever happens to
-		// ctx (until the release timeout after ctx ends): cut off at its
-		// commit, it could hold locks whose tokens nobody has.
-		actx, cancel := m.graced(ctx)
+		// A caller that gives up rolls the transaction back, unless its
+		// commit is under way: that runs to its end (see transaction).
 		var res *LockSetResult
 		err := m.patiently(ctx, func() error {
-			return m.transaction(actx, func(tx *Manager) error {
+			return m.transaction(ctx, func(tx *Manager) error {
 				var err error
-				res, err = tx.setLockOnce(actx, names, &c)
+				res, err = tx.setLockOnce(ctx, names, &c)
 				return err
 			})
 		})
-		cancel()
 		if attempt < maxSetLockAttempts && (errors.Is(err, errRaced) || m.d.retryable(err, m.inTx)) {
 			if sleep(ctx, jitter(time.Duration(attempt)*minBackoff)) == nil {
 				continue

@@ -28,12 +28,9 @@ func (m *Manager) RenewLock(ctx context.Context, name string, opts ...LockOption
 			if err := ctx.Err(); err != nil {
 				return fmt.Errorf("lockmgr: renew lock %q: %w", name, context.Cause(ctx))
 			}
-			// Runs to its end once begun, as SetLock's does: with Create it
-			// can take the name, and a commit cut off would leave it held by
-			// nobody.
-			actx, cancel := m.graced(ctx)
-			defer cancel()
-			return m.transaction(actx, func(tx *Manager) error { return tx.renewLockOnce(actx, name, &c, &out) })
+			// With Create it can take the name: its commit, once under way,
+			// is not cut off by ctx (see transaction).
+			return m.transaction(ctx, func(tx *Manager) error { return tx.renewLockOnce(ctx, name, &c, &out) })
 		})
 	})
 	return out, err
@@ -140,9 +137,17 @@ func (m *Manager) Reset(ctx context.Context) (int64, error) {
 // transaction runs fn in a transaction (a savepoint under WithTx) with a
 // Manager bound to it. On SQLite the transaction first takes the database's
 // write lock, so two of them never deadlock upgrading a read lock.
+//
+// fn's statements run on ctx: a caller that gives up while they run (or
+// wait for a row) rolls the transaction back, and has its answer by its
+// deadline. The begin and the commit run on graced(ctx): a commit under
+// way is not cut off when the caller gives up, which would leave the rows
+// it took with tokens nobody has, but only m.release after.
 func (m *Manager) transaction(ctx context.Context, fn func(tx *Manager) error) error {
+	gctx, cancel := m.graced(ctx)
+	defer cancel()
 	return m.guard(ctx, func() error {
-		return m.conn(ctx).Transaction(func(tx *gorm.DB) error {
+		return m.conn(gctx).Transaction(func(tx *gorm.DB) error {
 			t := *m
 			t.db, t.inTx, t.ownTx = tx.Session(&gorm.Session{NewDB: true}), true, m.bounded()
 			if m.d.kind == "sqlite" {
