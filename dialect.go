@@ -143,6 +143,7 @@ type dialect struct {
 	readUntil, casUntil                              stmt   // AddTime on SQLite
 	readBack                                         stmt   // the acquired row, without RETURNING
 	fenceBump                                        stmt   // TiDB: raises the bucket's hwm before acquire
+	tidbNoWait, fenceBumpBounded                     stmt   // TiDB: locks the name's row or gives up at once; fenceBump waiting 1 s at most
 	get                                              stmt   // one live lock
 	columns                                          string // for SELECTs that read whole rows
 	err                                              error
@@ -263,6 +264,9 @@ func newDialect(kind, table string, srv server) (*dialect, error) {
 	d.build(f)
 	if srv.tidb {
 		d.fenceBump = d.compile(strings.ReplaceAll(tidbFenceBump, "{fences}", d.fenceTable))
+		d.tidbNoWait = d.compile("SELECT 1 FROM " + d.table + " WHERE name = @name FOR UPDATE NOWAIT")
+		d.fenceBumpBounded = d.compile(strings.Replace(strings.ReplaceAll(tidbFenceBump, "{fences}", d.fenceTable),
+			"UPDATE ", "UPDATE /*+ SET_VAR(innodb_lock_wait_timeout=1) */ ", 1))
 	}
 	d.addSynced()
 	return d, d.err

@@ -36,7 +36,12 @@ import (
 //     up to 1 s instead (mariadbTxBound): one that gives up at once never
 //     joins the row's queue of waiters, and loses it to every transaction
 //     that does.
-//   - TiDB: the same SET STATEMENT is not available; see tidbLockWait.
+//   - TiDB: the same SET STATEMENT is not available, its lock waits count
+//     whole seconds, and an autocommit statement ignores them. Its
+//     acquisition, a transaction (acquireBumpingFence), first locks the
+//     name's row with FOR UPDATE NOWAIT (error 3572), asked again as
+//     MariaDB's is; its fence bucket waits 1 s at most. A holder's autocommit statements wait
+//     for the holding transaction or for their caller's deadline.
 //   - MySQL 8: its SET_VAR hint does not take InnoDB variables, and
 //     innodb_lock_wait_timeout counts whole seconds from 1, so a statement
 //     waits the session's innodb_lock_wait_timeout (50 s by default) once,

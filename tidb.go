@@ -35,7 +35,21 @@ func (m *Manager) acquireBumpingFence(ctx context.Context, v *values, dest ...an
 func (m *Manager) bumpAndAcquire(ctx context.Context, tx *gorm.DB, v *values, dest ...any) (bool, error) {
 	t := m.WithTx(tx)
 	t.ownTx = m.bounded()
-	if _, err := t.exec(ctx, m.d.fenceBump, v); err != nil {
+	bump := m.d.fenceBump
+	if t.ownTx {
+		// TiDB's row-lock waits count whole seconds, and an autocommit
+		// statement's not at all: the name's row is locked first with
+		// NOWAIT, so that a row another open transaction holds fails the
+		// attempt at once (error 3572, which tryAcquire asks again until
+		// lockWaitBound has passed; lockwait.go). The fence bucket, which
+		// another open transaction holds only when it took a name of the
+		// same bucket, is waited for 1 s at most, at no extra statement.
+		if _, err := t.exec(ctx, m.d.tidbNoWait, v); err != nil {
+			return false, err
+		}
+		bump = m.d.fenceBumpBounded
+	}
+	if _, err := t.exec(ctx, bump, v); err != nil {
 		return false, err
 	}
 	n, err := t.exec(ctx, m.d.acquire, v)
