@@ -2,7 +2,9 @@
 //
 // It holds only tests: a multi-process torture harness that proves no two
 // holders of a name ever overlap, crash, database-restart and network-fault
-// tests, a replica-routing test, a table of hostile inputs and fuzz targets.
+// tests, a shutdown test (a replica SIGTERMed inside Do keeps its lock until
+// fn returns, one killed with -9 keeps it until it expires), a
+// replica-routing test, a table of hostile inputs and fuzz targets.
 // Run it with
 //
 //	LOCKMGR_TORTURE=short go test ./reliability/

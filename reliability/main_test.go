@@ -16,8 +16,9 @@ const (
 // childRoles maps a role to the function a worker process runs; its
 // return value is the process's exit code.
 var childRoles = map[string]func(config string) int{
-	"torture": runTortureChild,
-	"crash":   runCrashChild,
+	"torture":  runTortureChild,
+	"crash":    runCrashChild,
+	"shutdown": runShutdownChild,
 }
 
 func TestMain(m *testing.M) {
