@@ -7,3 +7,11 @@ func CachedHandles() int {
 	defer handles.mu.Unlock()
 	return len(handles.m)
 }
+
+// SetListPage sets how many rows each of List's statements reads and
+// returns a function that restores it.
+func SetListPage(n int) (restore func()) {
+	old := listPage
+	listPage = n
+	return func() { listPage = old }
+}

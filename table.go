@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -65,18 +66,49 @@ func (m *Manager) CleanLocks(ctx context.Context) (int64, error) {
 	return n, nil
 }
 
-// List returns the live locks, ordered by name byte for byte.
+// listPage is how many rows each of List's statements reads at most
+// (a variable for tests).
+var listPage = 1000
+
+// List returns the live locks, ordered by name byte for byte. It reads
+// them in pages of listPage rows, each one statement that walks the
+// primary key's index from where the last ended, so no statement holds or
+// sorts the whole table; the pages are not one snapshot: a lock taken or
+// released while List runs may be in the result or not, but no name is in
+// it twice.
 func (m *Manager) List(ctx context.Context) ([]Lock, error) {
+	var out []Lock
+	for s, after := m.d.list, ""; ; s = m.d.listAfter {
+		page, err := m.listPage(ctx, s, after)
+		if err != nil {
+			return nil, fmt.Errorf("lockmgr: list: %w", err)
+		}
+		out = append(out, page...)
+		if len(page) < listPage {
+			break
+		}
+		after = page[len(page)-1].Name
+	}
+	// The index's order is the column's collation, which on PostgreSQL
+	// need not be byte order.
+	slices.SortFunc(out, func(a, b Lock) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// listPage reads up to listPage live locks, in the index's order, whose
+// names come after after (s is d.listAfter) or from the first (d.list).
+func (m *Manager) listPage(ctx context.Context, s stmt, after string) ([]Lock, error) {
 	var v values
 	m.d.fill(&v, 0)
+	v[aAfter], v[aLimit] = after, listPage
 	var out []Lock
 	err := m.run(ctx, func() error {
-		rows, err := m.rows(ctx, m.d.list, &v)
+		rows, err := m.rows(ctx, s, &v)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
-		for out = nil; rows.Next(); {
+		for out = out[:0]; rows.Next(); {
 			l, err := scanLock(rows)
 			if err != nil {
 				return err
@@ -85,10 +117,7 @@ func (m *Manager) List(ctx context.Context) ([]Lock, error) {
 		}
 		return rows.Err()
 	})
-	if err != nil {
-		return nil, fmt.Errorf("lockmgr: list: %w", err)
-	}
-	return out, nil
+	return out, err
 }
 
 // Get returns the live lock holding name, in one statement, or an error
