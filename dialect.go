@@ -173,6 +173,9 @@ type fragments struct {
 	excluded    string                   // the row proposed for insertion
 	insertAlias string
 	rowPrefix   string // qualifies the existing row's columns in ON CONFLICT
+	// cleanBatch deletes up to @limit rows of {t} matching {expired}
+	// (CleanLocks), using the index on locked_until.
+	cleanBatch string
 }
 
 var postgresFragments = fragments{
@@ -189,6 +192,9 @@ var postgresFragments = fragments{
 	excluded:    "EXCLUDED",
 	insertAlias: " AS l",
 	rowPrefix:   "l.",
+	// Rows another transaction holds (an acquisition taking one over) are
+	// skipped, not waited for.
+	cleanBatch: "DELETE FROM {t} WHERE name IN (SELECT name FROM {t} WHERE {expired} LIMIT @limit FOR UPDATE SKIP LOCKED)",
 }
 
 var mysqlFragments = fragments{
@@ -203,6 +209,9 @@ var mysqlFragments = fragments{
 	greatest:  "GREATEST",
 	addExpiry: func(b string) string { return "DATE_ADD(" + b + ", INTERVAL @micros MICROSECOND)" },
 	noExpiry:  "@micros IS NULL",
+	// MySQL takes no LIMIT in an IN subquery; the ORDER BY, the index's
+	// own, makes the statement safe for statement-based replication.
+	cleanBatch: "DELETE FROM {t} WHERE {expired} ORDER BY locked_until, name LIMIT @limit",
 }
 
 // tidbFragments differ from MySQL's in the fence. With several TiDB
@@ -236,6 +245,8 @@ var sqliteFragments = fragments{
 	greatest: "MAX",
 	noExpiry: "@until IS NULL",
 	excluded: "excluded",
+	// By name, not rowid: a table may be WITHOUT ROWID.
+	cleanBatch: "DELETE FROM {t} WHERE name IN (SELECT name FROM {t} WHERE {expired} LIMIT @limit)",
 }
 
 func newDialect(kind, table string, srv server) (*dialect, error) {
@@ -303,7 +314,7 @@ func (d *dialect) build(f fragments) {
 	d.readUntil = d.compile("SELECT locked_until || '' FROM " + t + " WHERE name = @name AND token = @token")
 	d.casUntil = d.compile("UPDATE " + t + " SET locked_until = @until, updated_at = @now" +
 		" WHERE name = @name AND token = @token AND locked_until = @old")
-	d.clean = d.compile("DELETE FROM " + t + " WHERE locked_until <= " + f.now + d.pgBound())
+	d.clean = d.compile(strings.NewReplacer("{t}", t, "{expired}", "locked_until <= "+f.now+d.pgBound()).Replace(f.cleanBatch))
 	d.reset = d.compile("DELETE FROM " + t + " WHERE true" + d.pgBound())
 	// List reads pages in the order of the primary key's index, by the
 	// column's own collation in both the ORDER BY and the keyset, so that

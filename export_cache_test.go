@@ -15,3 +15,11 @@ func SetListPage(n int) (restore func()) {
 	listPage = n
 	return func() { listPage = old }
 }
+
+// SetCleanBatch sets how many rows each of CleanLocks' statements deletes
+// and returns a function that restores it.
+func SetCleanBatch(n int) (restore func()) {
+	old := cleanBatch
+	cleanBatch = n
+	return func() { cleanBatch = old }
+}

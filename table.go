@@ -54,16 +54,46 @@ func (m *Manager) renewLockOnce(ctx context.Context, name string, c *lockConfig,
 	return err
 }
 
+// cleanBatch is how many rows each of CleanLocks' statements deletes at
+// most (a variable for tests).
+var cleanBatch = 1000
+
 // CleanLocks deletes the rows of expired locks and returns how many it
 // deleted. Nothing else deletes expired rows: acquisition takes them over.
+// It deletes in batches of cleanBatch rows, each its own statement (and,
+// outside the caller's transaction, its own commit), so no statement locks
+// every expired row or holds up lock traffic for long; it stops when a
+// batch finds fewer, or between batches when ctx ends, returning ctx's
+// error. On an error it returns the rows the batches before deleted, with
+// the error. A batch waits for a row another transaction holds as a
+// release does (lockwait.go); on PostgreSQL it skips such rows, which an
+// acquisition is taking over.
 func (m *Manager) CleanLocks(ctx context.Context) (int64, error) {
+	var total int64
+	for {
+		n, err := m.cleanOnce(ctx)
+		total += n
+		switch {
+		case err != nil:
+			return total, fmt.Errorf("lockmgr: clean: %w", err)
+		case n < int64(cleanBatch):
+			return total, nil
+		case ctx.Err() != nil:
+			return total, fmt.Errorf("lockmgr: clean: %w", context.Cause(ctx))
+		}
+	}
+}
+
+// cleanOnce deletes one batch of expired rows.
+func (m *Manager) cleanOnce(ctx context.Context) (n int64, err error) {
 	var v values
 	m.d.fill(&v, 0)
-	n, err := m.exec(ctx, m.d.clean, &v)
-	if err != nil {
-		return 0, fmt.Errorf("lockmgr: clean: %w", err)
-	}
-	return n, nil
+	v[aLimit] = cleanBatch
+	err = m.patiently(ctx, func() error {
+		n, err = m.exec(ctx, m.d.clean, &v)
+		return err
+	})
+	return n, err
 }
 
 // listPage is how many rows each of List's statements reads at most
