@@ -45,10 +45,12 @@ func TestClosedHandlesLeaveNoCache(t *testing.T) {
 			settle()
 			baseline := lockmgr.CachedHandles()
 			const handles = 20
+			var used []*lockmgr.Manager
 			for range handles {
-				useAndClose(t, open(), table)
+				used = append(used, useAndClose(t, open(), table))
 			}
 			require.Greater(t, lockmgr.CachedHandles(), baseline, "the handles were cached while in use")
+			runtime.KeepAlive(used)
 			require.Eventually(t, func() bool {
 				settle()
 				return lockmgr.CachedHandles() <= baseline
@@ -58,8 +60,9 @@ func TestClosedHandlesLeaveNoCache(t *testing.T) {
 }
 
 // useAndClose opens a handle, takes, releases and waits on a lock through
-// it (statements prepared, notice marks made), then closes it.
-func useAndClose(t *testing.T, d gorm.Dialector, table string) {
+// it (statements prepared, notice marks made), then closes it; it
+// returns the Manager.
+func useAndClose(t *testing.T, d gorm.Dialector, table string) *lockmgr.Manager {
 	db, err := gorm.Open(d, quiet())
 	require.NoError(t, err)
 	m, err := lockmgr.New(db, lockmgr.WithTable(table), lockmgr.WithNotifier(&silentNotifier{}))
@@ -72,6 +75,7 @@ func useAndClose(t *testing.T, d gorm.Dialector, table string) {
 	s, err := db.DB()
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
+	return m
 }
 
 // settle runs the garbage collector until cleanups have had their turn.

@@ -72,7 +72,10 @@ func dropHandle(e handleEntry) {
 		delete(handles.m, e.key)
 	}
 	handles.mu.Unlock()
-	e.stmts.m.Range(func(_, s any) bool {
+	// A statement's Close waits for each connection it was prepared on to
+	// be free: not on the runtime's cleanup goroutine, which other
+	// cleanups share.
+	go e.stmts.m.Range(func(_, s any) bool {
 		_ = s.(*sql.Stmt).Close()
 		return true
 	})
