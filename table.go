@@ -109,15 +109,14 @@ var listPage = 1000
 func (m *Manager) List(ctx context.Context) ([]Lock, error) {
 	var out []Lock
 	for s, after := m.d.list, ""; ; s = m.d.listAfter {
-		page, err := m.listPage(ctx, s, after)
+		n, err := m.listPage(ctx, s, after, &out)
 		if err != nil {
 			return nil, fmt.Errorf("lockmgr: list: %w", err)
 		}
-		out = append(out, page...)
-		if len(page) < listPage {
+		if n < listPage {
 			break
 		}
-		after = page[len(page)-1].Name
+		after = out[len(out)-1].Name
 	}
 	// The index's order is the column's collation, which on PostgreSQL
 	// need not be byte order.
@@ -125,29 +124,30 @@ func (m *Manager) List(ctx context.Context) ([]Lock, error) {
 	return out, nil
 }
 
-// listPage reads up to listPage live locks, in the index's order, whose
-// names come after after (s is d.listAfter) or from the first (d.list).
-func (m *Manager) listPage(ctx context.Context, s stmt, after string) ([]Lock, error) {
+// listPage appends to out up to listPage live locks, in the index's order,
+// whose names come after after (s is d.listAfter) or from the first
+// (d.list), and returns how many.
+func (m *Manager) listPage(ctx context.Context, s stmt, after string, out *[]Lock) (n int, err error) {
 	var v values
 	m.d.fill(&v, 0)
 	v[aAfter], v[aLimit] = after, listPage
-	var out []Lock
-	err := m.run(ctx, func() error {
+	start := len(*out)
+	err = m.run(ctx, func() error {
 		rows, err := m.rows(ctx, s, &v)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
-		for out = out[:0]; rows.Next(); {
+		for *out = (*out)[:start]; rows.Next(); {
 			l, err := scanLock(rows)
 			if err != nil {
 				return err
 			}
-			out = append(out, *l)
+			*out = append(*out, *l)
 		}
 		return rows.Err()
 	})
-	return out, err
+	return len(*out) - start, err
 }
 
 // Get returns the live lock holding name, in one statement, or an error
