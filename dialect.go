@@ -35,13 +35,15 @@ const (
 	aOrigin         // this process's NOTIFY payload prefix (noticeOrigin)
 	aLazy           // a release may commit without waiting for the disk (PostgreSQL)
 	aBounded        // the statement gives up lock waits after lockWaitBound (PostgreSQL; lockwait.go)
+	aAfter          // the last name of the previous page (List)
+	aLimit          // rows in a page (List)
 	numArgs
 )
 
 var argNames = map[string]argKey{
 	"name": aName, "by": aBy, "pid": aPid, "micros": aMicros, "until": aUntil,
 	"token": aToken, "fence": aFence, "now": aNow, "channel": aChannel, "old": aOld,
-	"origin": aOrigin, "lazy": aLazy, "bounded": aBounded,
+	"origin": aOrigin, "lazy": aLazy, "bounded": aBounded, "after": aAfter, "limit": aLimit,
 }
 
 // stmt is a compiled statement: SQL with ? placeholders and the values to bind.
@@ -136,17 +138,18 @@ type dialect struct {
 	releaseWatched, unlockWatched                         stmt // NOTIFY only a watched name (Watcher)
 	// deleteCounts: the release statements return the count of deleted
 	// rows as a row (PostgreSQL) rather than as rows affected.
-	deleteCounts                                     bool
-	acquireExec                                      stmt // acquire without RETURNING, for a Galera node (galera.go)
-	isLocked, renewMax, renewAdd, clean, reset, list stmt
-	liveFlag                                         stmt   // 1 for a live row, else 0
-	readUntil, casUntil                              stmt   // AddTime on SQLite
-	readBack                                         stmt   // the acquired row, without RETURNING
-	fenceBump                                        stmt   // TiDB: raises the bucket's hwm before acquire
-	tidbNoWait, fenceBumpBounded                     stmt   // TiDB: locks the name's row or gives up at once; fenceBump waiting 1 s at most
-	get                                              stmt   // one live lock
-	columns                                          string // for SELECTs that read whole rows
-	err                                              error
+	deleteCounts                               bool
+	acquireExec                                stmt // acquire without RETURNING, for a Galera node (galera.go)
+	isLocked, renewMax, renewAdd, clean, reset stmt
+	list, listAfter                            stmt   // List's first page, and each one after
+	liveFlag                                   stmt   // 1 for a live row, else 0
+	readUntil, casUntil                        stmt   // AddTime on SQLite
+	readBack                                   stmt   // the acquired row, without RETURNING
+	fenceBump                                  stmt   // TiDB: raises the bucket's hwm before acquire
+	tidbNoWait, fenceBumpBounded               stmt   // TiDB: locks the name's row or gives up at once; fenceBump waiting 1 s at most
+	get                                        stmt   // one live lock
+	columns                                    string // for SELECTs that read whole rows
+	err                                        error
 }
 
 // Fragments that differ per database; the statements below combine them.
@@ -167,11 +170,13 @@ type fragments struct {
 	micros      func(col string) string
 	greatest    string
 	addExpiry   func(base string) string // base + expiry
-	byteOrder   string                   // ORDER BY suffix for byte order
 	noExpiry    string                   // true when the call asks for no expiry
 	excluded    string                   // the row proposed for insertion
 	insertAlias string
 	rowPrefix   string // qualifies the existing row's columns in ON CONFLICT
+	// cleanBatch deletes up to @limit rows of {t} matching {expired}
+	// (CleanLocks), using the index on locked_until.
+	cleanBatch string
 }
 
 var postgresFragments = fragments{
@@ -184,11 +189,14 @@ var postgresFragments = fragments{
 	micros:      func(c string) string { return "(extract(epoch from " + c + ") * 1000000)::bigint" },
 	greatest:    "GREATEST",
 	addExpiry:   func(b string) string { return b + " + @micros::bigint * interval '1 microsecond'" },
-	byteOrder:   ` COLLATE "C"`,
 	noExpiry:    "@micros::bigint IS NULL",
 	excluded:    "EXCLUDED",
 	insertAlias: " AS l",
 	rowPrefix:   "l.",
+	// Rows another transaction holds (an acquisition taking one over) are
+	// skipped, not waited for. = ANY(ARRAY(…)) finds the batch's names
+	// through the primary key; IN (…) would hash-join a scan of the table.
+	cleanBatch: "DELETE FROM {t} WHERE name = ANY(ARRAY(SELECT name FROM {t} WHERE {expired} LIMIT @limit FOR UPDATE SKIP LOCKED))",
 }
 
 var mysqlFragments = fragments{
@@ -203,6 +211,9 @@ var mysqlFragments = fragments{
 	greatest:  "GREATEST",
 	addExpiry: func(b string) string { return "DATE_ADD(" + b + ", INTERVAL @micros MICROSECOND)" },
 	noExpiry:  "@micros IS NULL",
+	// MySQL takes no LIMIT in an IN subquery; the ORDER BY, the index's
+	// own, makes the statement safe for statement-based replication.
+	cleanBatch: "DELETE FROM {t} WHERE {expired} ORDER BY locked_until, name LIMIT @limit",
 }
 
 // tidbFragments differ from MySQL's in the fence. With several TiDB
@@ -236,6 +247,8 @@ var sqliteFragments = fragments{
 	greatest: "MAX",
 	noExpiry: "@until IS NULL",
 	excluded: "excluded",
+	// By name, not rowid: a table may be WITHOUT ROWID.
+	cleanBatch: "DELETE FROM {t} WHERE name IN (SELECT name FROM {t} WHERE {expired} LIMIT @limit)",
 }
 
 func newDialect(kind, table string, srv server) (*dialect, error) {
@@ -306,9 +319,16 @@ func (d *dialect) build(f fragments) {
 	d.readUntil = d.compile("SELECT locked_until || '' FROM " + t + " WHERE name = @name AND token = @token")
 	d.casUntil = d.compile("UPDATE " + t + " SET locked_until = @until, updated_at = @now" +
 		" WHERE name = @name AND token = @token AND locked_until = @old")
-	d.clean = d.compile("DELETE FROM " + t + " WHERE locked_until <= " + f.now + d.pgBound())
+	d.clean = d.compile(strings.NewReplacer("{t}", t, "{expired}", "locked_until <= "+f.now+d.pgBound()).Replace(f.cleanBatch))
 	d.reset = d.compile("DELETE FROM " + t + " WHERE true" + d.pgBound())
-	d.list = d.compile("SELECT " + d.columns + " FROM " + t + " WHERE " + live + " ORDER BY name" + f.byteOrder)
+	// List reads pages in the order of the primary key's index, by the
+	// column's own collation in both the ORDER BY and the keyset, so that
+	// each page is a range of the index and pages neither skip nor repeat
+	// a name; List puts them in byte order itself (COLLATE "C" here would
+	// sort the whole table on PostgreSQL for every page).
+	page := " ORDER BY name LIMIT @limit"
+	d.list = d.compile("SELECT " + d.columns + " FROM " + t + " WHERE " + live + page)
+	d.listAfter = d.compile("SELECT " + d.columns + " FROM " + t + " WHERE name > @after AND " + live + page)
 	d.get = d.compile("SELECT " + d.columns + " FROM " + t + " WHERE name = @name AND " + live)
 }
 

@@ -39,7 +39,7 @@ func WithPreparation(m *Manager, on bool) *Manager {
 		}
 	case *sql.DB:
 		if on {
-			s.Statement.ConnPool = &preparedPool{db: p, known: m.d.statements()}
+			s.Statement.ConnPool = &preparedPool{db: p, known: m.d.statements(), h: handleOf(p)}
 		}
 	}
 	c.db = s

@@ -60,7 +60,7 @@ func TestLazyReleaseOnlyWhereItMay(t *testing.T) {
 			_, err = tx.Exec("INSERT INTO " + table + " VALUES ('a', " + until + ", 't')")
 			require.NoError(t, err)
 			var v values
-			v[aName], v[aToken], v[aLazy], v[aChannel], v[aOrigin] = "a", "t", c.lazy, "lockmgr_lazy_test", originOf(t)
+			v[aName], v[aToken], v[aLazy], v[aChannel], v[aOrigin] = "a", "t", c.lazy, "lockmgr_lazy_test", originOf(newHandle())
 			var n int64
 			require.NoError(t, tx.QueryRow(c.s.native, c.s.bind(&v)...).Scan(&n))
 			assert.EqualValues(t, 1, n, "the row is deleted")

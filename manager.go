@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"reflect"
 	"strings"
 	"time"
 
@@ -28,7 +27,7 @@ type Manager struct {
 	ownTx     bool          // inTx, in a transaction of lockmgr's own: still bounded (lockwait.go)
 	busy      *sqliteBusy   // SQLite: the connections' busy_timeout (lockwait.go)
 	viaGORM   bool          // WithGORMCallbacks, or a dbresolver plugin that routes statements
-	dbID      any           // which database handle: keys this process's waiters (wait.go)
+	dbID      *dbHandle     // which database handle: keys this process's waiters (wait.go, dbhandle.go)
 	schema    *schemaState  // shared with copies: see schema.go
 	cluster   *clusterProbe // is the server a Galera node (galera.go)
 	mig       migration     // how a migration run waits for table locks (migrate_bounds.go)
@@ -278,16 +277,15 @@ func usesResolver(db *gorm.DB) bool {
 	return ok
 }
 
-// databaseID identifies the database handle db runs on: its *sql.DB, else
-// its connection pool when that is a pointer, else nothing shared.
-func databaseID(db *gorm.DB) any {
+// databaseID is the state this process shares between the Managers on
+// the database handle db runs on (dbhandle.go): its *sql.DB's, else (a
+// connection pool that is not one, which GORM cannot tell apart) a
+// Manager's own.
+func databaseID(db *gorm.DB) *dbHandle {
 	if sqlDB, err := db.DB(); err == nil {
-		return sqlDB
+		return handleOf(sqlDB)
 	}
-	if p := db.Statement.ConnPool; p != nil && reflect.ValueOf(p).Kind() == reflect.Pointer {
-		return p
-	}
-	return new(int)
+	return newHandle()
 }
 
 // writeSetting is gorm.io/plugin/dbresolver's "use the primary" setting.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"reflect"
-	"sync"
 
 	"gorm.io/gorm"
 )
@@ -29,37 +28,19 @@ import (
 // goroutine that never stops; this cache starts none. Only the dialect's
 // statements are prepared; DDL and everything else pass through.
 
-type stmtKey struct {
-	db    *sql.DB
-	query string
-}
-
-var stmtCache sync.Map // stmtKey → *sql.Stmt
-
 // preparedPool is a gorm.ConnPool over a *sql.DB that runs known
-// statements prepared.
+// statements prepared, from the statements of its handle (dbhandle.go).
 type preparedPool struct {
 	db    *sql.DB
 	known map[string]bool
+	h     *dbHandle // keeps the handle's statements while the pool is in use
 }
 
 func (p *preparedPool) stmt(ctx context.Context, query string) *sql.Stmt {
 	if !p.known[query] {
 		return nil
 	}
-	key := stmtKey{p.db, query}
-	if s, ok := stmtCache.Load(key); ok {
-		return s.(*sql.Stmt)
-	}
-	s, err := p.db.PrepareContext(ctx, query)
-	if err != nil {
-		return nil // run it unprepared; the error, if real, shows there
-	}
-	if prev, loaded := stmtCache.LoadOrStore(key, s); loaded {
-		_ = s.Close()
-		return prev.(*sql.Stmt)
-	}
-	return s
+	return p.h.stmts.get(ctx, p.db, query)
 }
 
 func (p *preparedPool) PrepareContext(ctx context.Context, query string) (*sql.Stmt, error) {
@@ -142,7 +123,7 @@ func session(db *gorm.DB, d *dialect) *gorm.DB {
 		s.Statement.ConnPool = inner
 	}
 	if sqlDB, ok := s.Statement.ConnPool.(*sql.DB); ok && prepares(db.Dialector, d.kind) {
-		s.Statement.ConnPool = &preparedPool{db: sqlDB, known: d.statements()}
+		s.Statement.ConnPool = &preparedPool{db: sqlDB, known: d.statements(), h: handleOf(sqlDB)}
 	}
 	return s
 }
@@ -202,7 +183,7 @@ func interpolates(dialector gorm.Dialector) bool {
 func (d *dialect) statements() map[string]bool {
 	known := map[string]bool{}
 	for _, s := range []stmt{d.acquire, d.acquireExec, d.release, d.releaseNotify, d.unlock, d.unlockNotify,
-		d.isLocked, d.renewMax, d.renewAdd, d.clean, d.list, d.readUntil, d.casUntil, d.readBack, d.get, d.fenceBump} {
+		d.isLocked, d.renewMax, d.renewAdd, d.clean, d.list, d.listAfter, d.readUntil, d.casUntil, d.readBack, d.get, d.fenceBump} {
 		if s.sql != "" {
 			known[s.sql] = true
 		}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -53,42 +54,100 @@ func (m *Manager) renewLockOnce(ctx context.Context, name string, c *lockConfig,
 	return err
 }
 
+// cleanBatch is how many rows each of CleanLocks' statements deletes at
+// most (a variable for tests).
+var cleanBatch = 1000
+
 // CleanLocks deletes the rows of expired locks and returns how many it
 // deleted. Nothing else deletes expired rows: acquisition takes them over.
+// It deletes in batches of cleanBatch rows, each its own statement (and,
+// outside the caller's transaction, its own commit), so no statement locks
+// every expired row or holds up lock traffic for long; it stops when a
+// batch finds fewer, or between batches when ctx ends, returning ctx's
+// error. On an error it returns the rows the batches before deleted, with
+// the error. A batch waits for a row another transaction holds as a
+// release does (lockwait.go); on PostgreSQL it skips such rows, which an
+// acquisition is taking over.
 func (m *Manager) CleanLocks(ctx context.Context) (int64, error) {
-	var v values
-	m.d.fill(&v, 0)
-	n, err := m.exec(ctx, m.d.clean, &v)
-	if err != nil {
-		return 0, fmt.Errorf("lockmgr: clean: %w", err)
+	var total int64
+	for {
+		n, err := m.cleanOnce(ctx)
+		total += n
+		switch {
+		case err != nil:
+			return total, fmt.Errorf("lockmgr: clean: %w", err)
+		case n < int64(cleanBatch):
+			return total, nil
+		case ctx.Err() != nil:
+			return total, fmt.Errorf("lockmgr: clean: %w", context.Cause(ctx))
+		}
 	}
-	return n, nil
 }
 
-// List returns the live locks, ordered by name byte for byte.
-func (m *Manager) List(ctx context.Context) ([]Lock, error) {
+// cleanOnce deletes one batch of expired rows.
+func (m *Manager) cleanOnce(ctx context.Context) (n int64, err error) {
 	var v values
 	m.d.fill(&v, 0)
+	v[aLimit] = cleanBatch
+	err = m.patiently(ctx, func() error {
+		n, err = m.exec(ctx, m.d.clean, &v)
+		return err
+	})
+	return n, err
+}
+
+// listPage is how many rows each of List's statements reads at most
+// (a variable for tests).
+var listPage = 1000
+
+// List returns the live locks, ordered by name byte for byte. It reads
+// them in pages of listPage rows, each one statement that walks the
+// primary key's index from where the last ended, so no statement holds or
+// sorts the whole table; the pages are not one snapshot: a lock taken or
+// released while List runs may be in the result or not, but no name is in
+// it twice.
+func (m *Manager) List(ctx context.Context) ([]Lock, error) {
 	var out []Lock
-	err := m.run(ctx, func() error {
-		rows, err := m.rows(ctx, m.d.list, &v)
+	for s, after := m.d.list, ""; ; s = m.d.listAfter {
+		n, err := m.listPage(ctx, s, after, &out)
+		if err != nil {
+			return nil, fmt.Errorf("lockmgr: list: %w", err)
+		}
+		if n < listPage {
+			break
+		}
+		after = out[len(out)-1].Name
+	}
+	// The index's order is the column's collation, which on PostgreSQL
+	// need not be byte order.
+	slices.SortFunc(out, func(a, b Lock) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// listPage appends to out up to listPage live locks, in the index's order,
+// whose names come after after (s is d.listAfter) or from the first
+// (d.list), and returns how many.
+func (m *Manager) listPage(ctx context.Context, s stmt, after string, out *[]Lock) (n int, err error) {
+	var v values
+	m.d.fill(&v, 0)
+	v[aAfter], v[aLimit] = after, listPage
+	start := len(*out)
+	err = m.run(ctx, func() error {
+		rows, err := m.rows(ctx, s, &v)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
-		for out = nil; rows.Next(); {
+		for *out = (*out)[:start]; rows.Next(); {
 			l, err := scanLock(rows)
 			if err != nil {
 				return err
 			}
-			out = append(out, *l)
+			*out = append(*out, *l)
 		}
 		return rows.Err()
 	})
-	if err != nil {
-		return nil, fmt.Errorf("lockmgr: list: %w", err)
-	}
-	return out, nil
+	return len(*out) - start, err
 }
 
 // Get returns the live lock holding name, in one statement, or an error

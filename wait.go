@@ -2,8 +2,6 @@ package lockmgr
 
 import (
 	"context"
-	crand "crypto/rand"
-	"encoding/hex"
 	"errors"
 	"math/rand/v2"
 	"reflect"
@@ -200,7 +198,7 @@ type remoteSubs struct {
 	subs map[remoteKey]*remoteSub
 }
 
-func (r *remoteSubs) subscribe(n Notifier, id, db any, channel, table string) (stop func()) {
+func (r *remoteSubs) subscribe(n Notifier, id any, db *dbHandle, channel, table string) (stop func()) {
 	key := remoteKey{id, db, channel, table}
 	origin := originOf(db)
 	r.mu.Lock()
@@ -230,17 +228,7 @@ func (r *remoteSubs) subscribe(n Notifier, id, db any, channel, table string) (s
 // The waiters of that handle were woken when it released, so its
 // subscription ignores its own notices, which would wake a second waiter
 // to find the name taken again; another handle's notices wake its waiters.
-func originOf(db any) string {
-	if o, ok := origins.Load(db); ok {
-		return o.(string)
-	}
-	var b [8]byte
-	_, _ = crand.Read(b[:])
-	o, _ := origins.LoadOrStore(db, "\x1e"+hex.EncodeToString(b[:])+"\x1e")
-	return o.(string)
-}
-
-var origins sync.Map // databaseID → its notice mark
+func originOf(db *dbHandle) string { return db.origin }
 
 // originLen is the length of a notice's mark: "\x1e", 16 hex digits, "\x1e".
 const originLen = 18

@@ -48,13 +48,14 @@ func TestWakeOneWakesTheFirstWaiterWithoutAWakeUp(t *testing.T) {
 }
 
 func TestParseNotice(t *testing.T) {
-	mine := originOf(t)
-	assert.Equal(t, mine, originOf(t), "one mark per database handle")
+	h := newHandle()
+	mine := originOf(h)
+	assert.Equal(t, mine, originOf(h), "one mark per database handle")
 	assert.Len(t, mine, originLen)
 	name, own := parseNotice(mine+"job", mine)
 	assert.Equal(t, "job", name)
 	assert.True(t, own, "this handle's own notice")
-	other := originOf(new(int))
+	other := originOf(newHandle())
 	assert.NotEqual(t, mine, other)
 	name, own = parseNotice(other+"\x1ejob", mine)
 	assert.Equal(t, "\x1ejob", name, "another handle's notice; the name is kept byte for byte")
