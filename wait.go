@@ -3,15 +3,11 @@ package lockmgr
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"reflect"
 	"slices"
 	"sync"
 	"time"
 )
-
-// minBackoff is the first step of lockmgr's retry backoffs.
-const minBackoff = 2 * time.Millisecond
 
 // Backoff bounds for Wait: the first retry comes after about waitMin, each
 // later one after up to twice the last, never more than waitMax (variables
@@ -89,23 +85,6 @@ func (m *Manager) waitAcquire(ctx context.Context, name string, c *lockConfig, s
 			woken = false // held again: its release will wake this queue
 		}
 	}
-}
-
-// sleep waits for d or until ctx ends, whose error it then returns.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
-// jitter returns a duration in [d/2, d].
-func jitter(d time.Duration) time.Duration {
-	return d/2 + rand.N(d/2+1)
 }
 
 // subscribe queues w behind this process's other waiters of name, so that
