@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 	"sync/atomic"
-	"time"
 )
 
 // MariaDB Galera Cluster. Every node takes writes; a transaction runs on
@@ -19,7 +18,7 @@ import (
 //     committed when the statement arrived (reads, UPDATE/DELETE, INSERT);
 //   - single statements the cluster rolled back (1213, and 1205 lock wait
 //     timeouts) are run again: each is safe to repeat, since a rolled-back
-//     attempt changed nothing (retrying, below);
+//     attempt changed nothing (retrying, retry.go);
 //   - fences come from a bucket row that acquisitions write (see
 //     fenceTriggerDDL), which certification orders across nodes;
 //   - acquisition does not use INSERT … RETURNING there but, as on MySQL
@@ -136,25 +135,4 @@ func (m *Manager) catchUp(ctx context.Context) error {
 		return nil
 	}
 	return m.conn(ctx).Exec(syncWaitPrefix + "SELECT 1").Error
-}
-
-// maxStatementAttempts bounds the runs of one statement that the database
-// keeps rolling back: deadlocks InnoDB breaks (a statement racing a
-// release) and, on Galera, certification conflicts with another node.
-const maxStatementAttempts = 12
-
-// retrying runs fn, and runs it again, after a jittered backoff, while it
-// fails with an error the database rolled back (dialect.retryable), up to
-// maxStatementAttempts times or until ctx ends. fn must be safe to repeat:
-// one statement or one whole transaction of lockmgr's own. Inside a
-// transaction nothing is repeated: the database aborted all of it (MySQL)
-// or refuses further statements (PostgreSQL); its owner retries it whole.
-func (m *Manager) retrying(ctx context.Context, fn func() error) error {
-	for attempt := 1; ; attempt++ {
-		err := fn()
-		if m.inTx || attempt == maxStatementAttempts || !m.d.retryable(err, false) ||
-			sleep(ctx, jitter(min(minBackoff<<attempt, 100*time.Millisecond))) != nil {
-			return err
-		}
-	}
 }

@@ -157,7 +157,7 @@ func (m *Manager) conn(ctx context.Context) *gorm.DB {
 
 // run runs op, one statement or one transaction of lockmgr's own, once
 // the table is ready (guard, schema.go), repeating a run the database
-// rolled back (retrying, galera.go).
+// rolled back (retrying, retry.go).
 func (m *Manager) run(ctx context.Context, op func() error) error {
 	return m.guard(ctx, func() error { return m.retrying(ctx, op) })
 }
