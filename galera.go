@@ -97,36 +97,6 @@ func (m *Manager) onGalera(ctx context.Context) bool {
 	return m.cluster.state.Load() == clusterGalera
 }
 
-// text is the SQL to send for s: its Galera form on a Galera node, and
-// its form that bounds lock waits where m.bounded() (lockwait.go).
-func (m *Manager) text(ctx context.Context, s stmt) string {
-	return m.pick(ctx, s, s.native)
-}
-
-// gormText is text for GORM's Raw and Exec, which take ? placeholders.
-func (m *Manager) gormText(ctx context.Context, s stmt) string {
-	return m.pick(ctx, s, s.sql)
-}
-
-func (m *Manager) pick(ctx context.Context, s stmt, plain string) string {
-	galera := s.synced != "" && m.onGalera(ctx)
-	switch {
-	case s.bounded != "" && m.ownTx: // lockwait.go
-		t := s.bounded
-		if galera {
-			t = s.boundedSynced
-		}
-		return strings.Replace(t, mariadbBound, mariadbTxBound, 1)
-	case s.bounded != "" && m.bounded() && galera:
-		return s.boundedSynced
-	case s.bounded != "" && m.bounded():
-		return s.bounded
-	case galera:
-		return s.synced
-	}
-	return plain
-}
-
 // catchUp makes a Galera node apply what the cluster has committed before
 // a transaction reads rows with builder queries (lockRows), which cannot
 // carry SET STATEMENT; it is a no-op elsewhere.
