@@ -1,10 +1,16 @@
 package lockmgr
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
+	"os"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
+
+	"gorm.io/gorm"
 )
 
 // DefaultTable is the lock table's name unless WithTable says otherwise.
@@ -108,6 +114,60 @@ func ValidateName(name string) error {
 		return fmt.Errorf("%w: %q is not valid UTF-8", ErrInvalidName, name)
 	case strings.IndexByte(name, 0) >= 0:
 		return fmt.Errorf("%w: %q contains NUL", ErrInvalidName, name)
+	}
+	return nil
+}
+
+var hostname = sync.OnceValue(func() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "unknown"
+	}
+	if len(h) > MaxNameLen {
+		h = h[:MaxNameLen]
+	}
+	return h
+})
+
+var processID = int64(os.Getpid())
+
+// newToken returns 32 hex digits of crypto randomness.
+func newToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b[:])
+}
+
+// BeforeSave is a GORM hook: a Lock saved through GORM directly (db.Save,
+// db.Create) must have a valid name.
+func (l *Lock) BeforeSave(*gorm.DB) error {
+	if err := ValidateName(l.Name); err != nil {
+		return err
+	}
+	return validateLockedBy(l.LockedBy)
+}
+
+// BeforeCreate is a GORM hook giving a Lock created directly with
+// db.Create the defaults a Manager would: LockedBy (hostname), LockProcess
+// (pid), Token and Fence; LockedUntil is stored in UTC, as the lock
+// functions compare it.
+func (l *Lock) BeforeCreate(*gorm.DB) error {
+	if l.LockedBy == "" {
+		l.LockedBy = hostname()
+	}
+	if l.LockProcess == nil {
+		pid := processID
+		l.LockProcess = &pid
+	}
+	if l.Token == "" {
+		l.Token = newToken()
+	}
+	if l.Fence == 0 {
+		l.Fence = time.Now().UnixMicro()
+	}
+	if l.LockedUntil != nil {
+		u := l.LockedUntil.UTC()
+		l.LockedUntil = &u
 	}
 	return nil
 }
