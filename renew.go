@@ -148,3 +148,44 @@ func addExpiry(old string, expires time.Duration) (any, error) {
 	}
 	return addExpires(base, expires).Format(sqliteTimeLayout), nil
 }
+
+// RenewLock renews the named lock whoever holds it (django-lockmgr's
+// renew_lock), in a transaction that locks the row: to max(current expiry,
+// now+Expires), or with AddTime to current+Expires. An absent or expired
+// lock gives ErrLockNotFound, unless Create is given: then it is created
+// for Expires from now.
+func (m *Manager) RenewLock(ctx context.Context, name string, opts ...LockOption) (*Lock, error) {
+	c, err := prepare(ctx, "RenewLock", renewOptions, name, opts)
+	if err != nil {
+		return nil, err
+	}
+	var out *Lock
+	err = m.patiently(ctx, func() error {
+		return m.retrying(ctx, func() error { // a transaction the database rolled back is retried whole
+			if err := ctx.Err(); err != nil {
+				return fmt.Errorf("lockmgr: renew lock %q: %w", name, context.Cause(ctx))
+			}
+			// With Create it can take the name: its commit, once under way,
+			// is not cut off by ctx (see transaction).
+			return m.transaction(ctx, func(tx *Manager) error { return tx.renewLockOnce(ctx, name, &c, &out) })
+		})
+	})
+	return out, err
+}
+
+// renewLockOnce is RenewLock's transaction.
+func (m *Manager) renewLockOnce(ctx context.Context, name string, c *lockConfig, out **Lock) error {
+	rows, err := m.lockRows(ctx, []string{name})
+	if err != nil {
+		return err
+	}
+	if r, ok := rows[name]; ok && r.live {
+		*out, err = m.renewToken(ctx, r.lock, c)
+		return err
+	}
+	if !flag(c.create, false) {
+		return fmt.Errorf("%w: %q (renew with Create to create it)", ErrLockNotFound, name)
+	}
+	*out, err = m.tryAcquire(ctx, name, c, time.Now())
+	return err
+}
