@@ -53,12 +53,12 @@ func (m *Manager) tryAcquire(ctx context.Context, name string, c *lockConfig, st
 	found, err := m.runAcquireOnce(actx, &v, dest...)
 	// A server that gives up a lock wait at once (MariaDB counts whole
 	// seconds) is asked again until the bound has passed (lockwait.go).
-	for m.d.lockWaitTimeout(err) && m.bounded() && (!m.inTx || m.d.kind == "mysql") && time.Since(attempt) < lockWaitBound &&
+	for m.d.eng.LockWaitTimeout(err) && m.bounded() && (!m.inTx || m.d.kind == "mysql") && time.Since(attempt) < lockWaitBound &&
 		sleep(ctx, jitter(minBackoff)) == nil {
 		found, err = m.runAcquireOnce(actx, &v, dest...)
 	}
 	cancel()
-	if m.d.lockWaitTimeout(err) {
+	if m.d.eng.LockWaitTimeout(err) {
 		// Another transaction holds the row (or SQLite's write lock): the
 		// name is held; the statement gave up and changed nothing.
 		m.event(ctx, m.hooks.OnContended, &Lock{Name: name}, start, "lockmgr: contended")
@@ -69,10 +69,10 @@ func (m *Manager) tryAcquire(ctx context.Context, name string, c *lockConfig, st
 		m.undo(ctx, l, nil)
 		return nil, fmt.Errorf("lockmgr: acquire %q: %w", name, context.Cause(ctx))
 	}
-	if err != nil && !m.d.retryable(err, m.inTx) && !errors.Is(err, ErrSchema) && !errors.Is(err, ErrInvalidOption) {
+	if err != nil && !m.d.eng.Retryable(err, m.inTx) && !errors.Is(err, ErrSchema) && !errors.Is(err, ErrInvalidOption) {
 		m.undo(ctx, l, err) // it may have committed before the error
 	}
-	if err != nil && m.d.retryable(err, m.inTx) {
+	if err != nil && m.d.eng.Retryable(err, m.inTx) {
 		// Rolled back maxStatementAttempts times: concurrent acquisitions
 		// (on Galera, on other nodes) kept winning the conflict.
 		m.event(ctx, m.hooks.OnContended, &Lock{Name: name}, start, "lockmgr: contended")

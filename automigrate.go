@@ -32,13 +32,13 @@ func (m *Manager) AutoMigrate(ctx context.Context) error {
 		m = m.withMigration(migration{lockWait: MigrateLockTimeout})
 	}
 	err := m.serialized(ctx, m.migrate)
-	if err != nil && !m.inTx && !m.mig.firstUse && !m.d.lockBusy(err) && sleep(ctx, jitter(10*minBackoff)) == nil {
+	if err != nil && !m.inTx && !m.mig.firstUse && !m.d.eng.LockBusy(err) && sleep(ctx, jitter(10*minBackoff)) == nil {
 		// Where the database lock does not reach every writer (Galera's
 		// GET_LOCK is per node), a step may lose a race to the same step
 		// elsewhere ("duplicate column"); a second run sees its result.
 		err = m.serialized(ctx, m.migrate)
 	}
-	if m.d.lockBusy(err) {
+	if m.d.eng.LockBusy(err) {
 		err = m.busyError(err)
 	}
 	r, ierr := m.inspect(ctx, m.conn(ctx))

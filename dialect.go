@@ -1,12 +1,13 @@
 package lockmgr
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gormlock/lockmgr/internal/engine"
 )
 
 // This file holds every piece of SQL that differs between databases.
@@ -120,7 +121,8 @@ type server struct {
 type dialect struct {
 	kind        string // "postgres", "mysql" or "sqlite"
 	srv         server
-	clientClock bool // SQLite: times come from this process, as text
+	eng         engine.Engine // how the database's errors read (internal/engine)
+	clientClock bool          // SQLite: times come from this process, as text
 	// renewViaLastInsertID: MySQL has no UPDATE … RETURNING; the new expiry
 	// comes back through LAST_INSERT_ID(expr), 0 meaning no row matched.
 	renewViaLastInsertID bool
@@ -274,6 +276,7 @@ func newDialect(kind, table string, srv server) (*dialect, error) {
 	fences[len(fences)-1] = f.quote(strings.Split(table, ".")[len(parts)-1] + "_fence")
 	d := &dialect{kind: kind, srv: srv, table: strings.Join(parts, "."), fenceTable: strings.Join(fences, "."), clientClock: kind == "sqlite",
 		renewViaLastInsertID: kind == "mysql", addTimeInClient: kind == "sqlite", fenceTriggers: kind == "mysql" && !srv.tidb}
+	d.eng = engine.For(kind, srv.tidb)
 	d.build(f)
 	if srv.tidb {
 		d.fenceBump = d.compile(strings.ReplaceAll(tidbFenceBump, "{fences}", d.fenceTable))
@@ -480,31 +483,4 @@ func (d *dialect) schema(table string) any {
 
 func (d *dialect) bareTable(table string) string {
 	return table[strings.IndexByte(table, '.')+1:]
-}
-
-// retryable reports a transaction the database aborted to break a deadlock
-// or a serialization conflict, which a fresh attempt can get past; a lock
-// wait that timed out is not one (lockWaitTimeout). Inside a
-// caller's transaction on MySQL it is not retryable: MySQL rolls back the
-// whole transaction, not just lockmgr's savepoint.
-func (d *dialect) retryable(err error, inTx bool) bool {
-	if err == nil {
-		return false
-	}
-	var state interface{ SQLState() string }
-	if errors.As(err, &state) {
-		return state.SQLState() == "40P01" || state.SQLState() == "40001"
-	}
-	msg := err.Error()
-	switch d.kind {
-	case "mysql":
-		// TiDB adds 9007 (write conflict, optimistic mode), 8022 (retry the
-		// transaction) and a pessimistic lock that kept meeting new writes.
-		return !inTx && (strings.Contains(msg, "Error 1213") ||
-			d.srv.tidb && (strings.Contains(msg, "Error 9007") || strings.Contains(msg, "Error 8022") ||
-				strings.Contains(msg, "pessimistic lock retry limit reached")))
-	}
-	// A lock-wait timeout (MySQL 1205, SQLite's "database is locked") is
-	// not repeated: another transaction holds the row (lockwait.go).
-	return false
 }

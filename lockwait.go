@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -73,29 +72,6 @@ const mariadbBound = "innodb_lock_wait_timeout=0"
 // and inside lockmgr's own.
 func (m *Manager) bounded() bool {
 	return m.ownTx || !m.inTx && !inTransaction(m.pool())
-}
-
-// lockWaitTimeout reports a statement that gave up waiting for a lock that
-// another transaction holds: by lockWaitBound, by the session's own
-// timeout, or by NOWAIT.
-func (d *dialect) lockWaitTimeout(err error) bool {
-	if err == nil {
-		return false
-	}
-	var state interface{ SQLState() string }
-	if errors.As(err, &state) {
-		return state.SQLState() == "55P03" // lock_not_available
-	}
-	msg := err.Error()
-	switch d.kind {
-	case "mysql":
-		// 1205: lock wait timeout (MySQL, MariaDB, TiDB); 3572: NOWAIT
-		// (MySQL 8, TiDB).
-		return strings.Contains(msg, "Error 1205") || strings.Contains(msg, "Error 3572")
-	case "sqlite":
-		return strings.Contains(msg, "database is locked") || strings.Contains(msg, "database table is locked")
-	}
-	return false
 }
 
 // sqliteBusy is the busy_timeout of the Manager's SQLite connections, read
@@ -257,7 +233,7 @@ func (m *Manager) patiently(ctx context.Context, fn func() error) error {
 		err := fn()
 		// Inside a transaction, which a timeout may have aborted
 		// (PostgreSQL), the transaction's owner repeats it whole.
-		if !m.d.lockWaitTimeout(err) || m.inTx || !m.bounded() || time.Since(start) >= holderPatience ||
+		if !m.d.eng.LockWaitTimeout(err) || m.inTx || !m.bounded() || time.Since(start) >= holderPatience ||
 			sleep(ctx, jitter(step)) != nil {
 			return err
 		}

@@ -111,26 +111,6 @@ func (m *Manager) withLockWait(ctx context.Context, db *gorm.DB, fn func() error
 	return ferr
 }
 
-// lockBusy reports a statement that gave up waiting for a table lock: the
-// bound withLockWait set ran out.
-func (d *dialect) lockBusy(err error) bool {
-	if err == nil {
-		return false
-	}
-	var state interface{ SQLState() string }
-	if errors.As(err, &state) && state.SQLState() == "55P03" { // lock_not_available
-		return true
-	}
-	msg := err.Error()
-	switch d.kind {
-	case "mysql":
-		return strings.Contains(msg, "Error 1205")
-	case "sqlite":
-		return strings.Contains(msg, "database is locked") || strings.Contains(msg, "SQLITE_BUSY")
-	}
-	return false
-}
-
 // Identifier limits: MySQL/MariaDB/TiDB names are at most 64 characters,
 // PostgreSQL's 63 bytes (longer ones it truncates without a word).
 var identLimit = map[string]int{"mysql": 64, "postgres": 63}

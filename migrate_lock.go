@@ -110,7 +110,7 @@ func (m *Manager) getLock(ctx context.Context, db *gorm.DB, name string) (sql.Nu
 	for {
 		var got sql.NullInt64
 		err := db.Raw("SELECT GET_LOCK(?, ?)", name, int(waitFor(ctx).Seconds())).Scan(&got).Error
-		if err == nil || !m.d.retryable(err, false) || time.Now().After(deadline) {
+		if err == nil || !m.d.eng.Retryable(err, false) || time.Now().After(deadline) {
 			return got, err
 		}
 		if err := sleep(ctx, jitter(minBackoff)); err != nil {

@@ -77,29 +77,6 @@ func (m *Manager) sideNames() []string {
 	return nil
 }
 
-// schemaShaped reports an error that says a table or column the statement
-// names does not exist, or that a value does not fit its column: the table
-// is not (or no longer) what lockmgr's migration leaves.
-func (d *dialect) schemaShaped(err error) bool {
-	if err == nil {
-		return false
-	}
-	var state interface{ SQLState() string }
-	if errors.As(err, &state) {
-		switch state.SQLState() {
-		case "42703", "42P01", "42P10", "22001": // undefined column, table; no ON CONFLICT key; value too long
-			return true
-		}
-	}
-	msg := err.Error()
-	for _, s := range schemaMessages[d.kind] {
-		if strings.Contains(msg, s) {
-			return true
-		}
-	}
-	return false
-}
-
 // tooLong reports a value too long for its column (locked_by on a
 // table whose column is Django's width).
 func (d *dialect) tooLong(err error) bool {
@@ -108,11 +85,4 @@ func (d *dialect) tooLong(err error) bool {
 		return true
 	}
 	return err != nil && strings.Contains(err.Error(), "Error 1406 ")
-}
-
-var schemaMessages = map[string][]string{
-	// unknown column, no such table, data too long; TiDB: schema changed
-	// (8113 wraps a 1146), information schema changed during the statement
-	"mysql":  {"Error 1054 ", "Error 1146 ", "Error 1406 ", "Error 8113 ", "Error 8028 "},
-	"sqlite": {"no such table", "no such column", "has no column named", "ON CONFLICT clause does not match"},
 }

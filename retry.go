@@ -11,7 +11,7 @@ import (
 const maxStatementAttempts = 12
 
 // retrying runs fn, and runs it again, after a jittered backoff, while it
-// fails with an error the database rolled back (dialect.retryable), up to
+// fails with an error the database rolled back (Retryable, internal/engine), up to
 // maxStatementAttempts times or until ctx ends. fn must be safe to repeat:
 // one statement or one whole transaction of lockmgr's own. Inside a
 // transaction nothing is repeated: the database aborted all of it (MySQL)
@@ -19,7 +19,7 @@ const maxStatementAttempts = 12
 func (m *Manager) retrying(ctx context.Context, fn func() error) error {
 	for attempt := 1; ; attempt++ {
 		err := fn()
-		if m.inTx || attempt == maxStatementAttempts || !m.d.retryable(err, false) ||
+		if m.inTx || attempt == maxStatementAttempts || !m.d.eng.Retryable(err, false) ||
 			sleep(ctx, jitter(min(minBackoff<<attempt, 100*time.Millisecond))) != nil {
 			return err
 		}

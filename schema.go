@@ -148,7 +148,7 @@ func (m *Manager) guard(ctx context.Context, op func() error) error {
 		return err
 	}
 	err := op()
-	if err == nil || !m.d.schemaShaped(err) {
+	if err == nil || !m.d.eng.SchemaShaped(err) {
 		return err
 	}
 	switch {
@@ -162,7 +162,7 @@ func (m *Manager) guard(ctx context.Context, op func() error) error {
 	if ierr == nil && r.usable() {
 		m.checked(r)
 		if !m.d.tooLong(err) {
-			if err = op(); err == nil || !m.d.schemaShaped(err) {
+			if err = op(); err == nil || !m.d.eng.SchemaShaped(err) {
 				return err
 			}
 		}

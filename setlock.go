@@ -87,7 +87,7 @@ func (m *Manager) SetLock(ctx context.Context, names []string, opts ...LockOptio
 				return err
 			})
 		})
-		if attempt < maxSetLockAttempts && (errors.Is(err, errRaced) || m.d.retryable(err, m.inTx)) {
+		if attempt < maxSetLockAttempts && (errors.Is(err, errRaced) || m.d.eng.Retryable(err, m.inTx)) {
 			if sleep(ctx, jitter(time.Duration(attempt)*minBackoff)) == nil {
 				continue
 			}

@@ -33,7 +33,7 @@ func (m *Manager) acquire(ctx context.Context, name string, c *lockConfig) (*Loc
 // or the database kept rolling the attempt back (a deadlock, a Galera
 // certification conflict), which a later attempt gets past.
 func (m *Manager) waitable(err error) bool {
-	return errors.Is(err, ErrLocked) || m.d.retryable(err, m.inTx)
+	return errors.Is(err, ErrLocked) || m.d.eng.Retryable(err, m.inTx)
 }
 
 // waitAcquire sleeps with jittered exponential backoff between attempts,

@@ -1,0 +1,8 @@
+// Package engine holds what lockmgr does differently on each database it
+// supports, one type per engine: so far, which of a database's errors
+// lockmgr acts on (a statement to run again, a lock wait given up, a table
+// not shaped as lockmgr's migration leaves it).
+//
+// Only package lockmgr imports it, and it imports no lockmgr package: an
+// engine gets what it needs as arguments.
+package engine
