@@ -147,6 +147,9 @@ type faultCase struct {
 	names func(name string) []string
 }
 
+// firstOf is the first of two results.
+func firstOf[T, U any](v T, _ U) T { return v }
+
 func one(name string) []string { return []string{name} }
 
 func heldBy(e *env, name string) []*lockmgr.Lock {
@@ -330,44 +333,56 @@ func settleFault(e *env, other *lockmgr.Manager, f *faultLedger, what string, na
 }
 
 // TestFaultsAtEveryStatement: each call, cut before it starts, before each
-// of its statements and after each has run on the server.
+// of its statements and after each has run on the server: on a Manager
+// with GORM callbacks (the cut in a callback), and on lockmgr's default
+// path (the cut in a driver that wraps the real one, faultDB).
 func TestFaultsAtEveryStatement(t *testing.T) {
 	eachDB(t, func(t *testing.T, e *env) {
 		defer verifyNoLeaks(t)
-		m := installFaults(t, e)
 		other := e.manager()
-		var f faultLedger
-		for _, c := range faultCases() {
-			// A dry run counts the call's statements.
-			dry := &faultPlan{}
-			name := c.name + ":count"
-			set := c.setup(e, name)
-			got, err := c.run(faultContext(dry), m, name, set)
-			require.NoError(t, err, "%s uncut", c.name)
-			settleFault(e, other, &f, c.name+" uncut", c.names(name), got, set)
-			n := dry.seen.Load()
-			require.Positive(t, n, "%s sends statements the callbacks see", c.name)
-
-			plans := []*faultPlan{{before: true, at: -1}} // cut before the call
-			for k := int32(1); k <= n; k++ {
-				plans = append(plans, &faultPlan{before: true, at: k}, &faultPlan{at: k})
-			}
-			for _, p := range plans {
-				what := fmt.Sprintf("%s, cut %s statement %d of %d", c.name, map[bool]string{true: "before", false: "after"}[p.before], p.at, n)
-				name := fmt.Sprintf("%s:%t:%d", c.name, p.before, p.at)
-				set := c.setup(e, name)
-				ctx := faultContext(p)
-				if p.at < 0 {
-					p.cut()
-				}
-				got, err := c.run(ctx, m, name, set)
-				f.answered(what, p.cutTime(), time.Now(), err)
-				settleFault(e, other, &f, what, c.names(name), got, set)
-				p.cancel()
-			}
+		for _, path := range []struct {
+			name string
+			m    *lockmgr.Manager
+		}{{"gorm callbacks", installFaults(t, e)}, {"driver", firstOf(faultDB(t, e))}} {
+			var f faultLedger
+			cutEveryStatement(e, path.m, other, &f)
+			f.report(t, e.kind, "at every statement ("+path.name+")")
 		}
-		f.report(t, path.Base(t.Name()), "at every statement")
 	})
+}
+
+// cutEveryStatement runs every faultCase with m, once uncut to count its
+// statements, then cut before the call and before and after each of them.
+func cutEveryStatement(e *env, m, other *lockmgr.Manager, f *faultLedger) {
+	t := e.t
+	for _, c := range faultCases() {
+		dry := &faultPlan{}
+		name := c.name + ":count"
+		set := c.setup(e, name)
+		got, err := c.run(faultContext(dry), m, name, set)
+		require.NoError(t, err, "%s uncut", c.name)
+		settleFault(e, other, f, c.name+" uncut", c.names(name), got, set)
+		n := dry.seen.Load()
+		require.Positive(t, n, "%s sends statements the cut sees", c.name)
+
+		plans := []*faultPlan{{before: true, at: -1}} // cut before the call
+		for k := int32(1); k <= n; k++ {
+			plans = append(plans, &faultPlan{before: true, at: k}, &faultPlan{at: k})
+		}
+		for _, p := range plans {
+			what := fmt.Sprintf("%s, cut %s statement %d of %d", c.name, map[bool]string{true: "before", false: "after"}[p.before], p.at, n)
+			name := fmt.Sprintf("%s:%t:%d", c.name, p.before, p.at)
+			set := c.setup(e, name)
+			ctx := faultContext(p)
+			if p.at < 0 {
+				p.cut()
+			}
+			got, err := c.run(ctx, m, name, set)
+			f.answered(what, p.cutTime(), time.Now(), err)
+			settleFault(e, other, f, what, c.names(name), got, set)
+			p.cancel()
+		}
+	}
 }
 
 // TestFaultsDuringWaitAndKeepAlive: a waiter cut while another holds the
@@ -585,5 +600,51 @@ func TestFaultCheckerCatchesOrphans(t *testing.T) {
 		settleFault(e, other, &f, "naive GetLock", one("naive"), nil, nil)
 		require.Len(t, f.orphans, 1, "the checker reports the dropped lock")
 		require.False(t, e.isLocked("naive"), "the checker cleared it")
+	})
+}
+
+// TestFaultCheckerCatchesDriverCut is the control of the driver-level cut:
+// the same "after the statement ran" cut, through a naive acquisition (a
+// raw insert run with the caller's context that returns the context's
+// error, as lockmgr's acquisitions did before they gave back what they
+// won), leaves an orphan the checker reports; lockmgr's own GetLock, cut
+// at the same point of its acquisition, leaves none.
+func TestFaultCheckerCatchesDriverCut(t *testing.T) {
+	eachDB(t, func(t *testing.T, e *env) {
+		m, db := faultDB(t, e)
+		other := e.manager()
+		until := map[string]string{
+			"postgres": "statement_timestamp() + interval '1 hour'",
+			"mysql":    "UTC_TIMESTAMP(6) + INTERVAL 1 HOUR",
+			"sqlite":   "strftime('%Y-%m-%d %H:%M:%f', 'now', '+1 hours')",
+		}[e.kind]
+		naive := func(ctx context.Context, name string) error {
+			var token string
+			err := db.WithContext(ctx).Raw("INSERT INTO "+e.table+" (name, token, locked_until) VALUES (?, 'naive', "+until+") RETURNING token", name).Row().Scan(&token)
+			if err == nil {
+				err = ctx.Err()
+			}
+			return err // the lock the insert won is dropped
+		}
+		var f faultLedger
+		p := &faultPlan{at: 1}
+		err := naive(faultContext(p), "naive")
+		require.ErrorIs(t, err, context.Canceled)
+		require.False(t, p.cutTime().IsZero(), "cut after the insert")
+		settleFault(e, other, &f, "naive insert", one("naive"), nil, nil)
+		require.Len(t, f.orphans, 1, "the checker reports the dropped lock")
+		require.False(t, e.isLocked("naive"), "the checker cleared it")
+
+		// lockmgr's GetLock, cut after its acquiring statement.
+		dry := &faultPlan{}
+		l, err := m.GetLock(faultContext(dry), "count")
+		require.NoError(t, err)
+		require.NoError(t, m.Release(e.ctx, l))
+		for k := int32(1); k <= dry.seen.Load(); k++ {
+			p := &faultPlan{at: k}
+			got, err := gotLock(m.GetLock(faultContext(p), fmt.Sprintf("lockmgr:%d", k)))
+			settleFault(e, other, &f, fmt.Sprintf("GetLock cut after statement %d: %v", k, err), one(fmt.Sprintf("lockmgr:%d", k)), got, nil)
+		}
+		require.Len(t, f.orphans, 1, "lockmgr leaves no orphan at the same cut")
 	})
 }
