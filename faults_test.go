@@ -414,18 +414,17 @@ func TestFaultsDuringWaitAndKeepAlive(t *testing.T) {
 				name := fmt.Sprintf("%s:%t", what, release)
 				set := heldBy(e, name)
 				ctx, cancel := context.WithCancel(context.Background())
-				var cut time.Time
+				cutAt := make(chan time.Time, 1)
 				time.AfterFunc(150*time.Millisecond, func() {
 					if release {
 						_ = e.m.Release(context.Background(), set[0])
 					}
-					cut = time.Now()
+					cutAt <- time.Now()
 					cancel()
 				})
 				got, err := wait(ctx, name)
 				done := time.Now()
-				time.Sleep(10 * time.Millisecond) // the AfterFunc has set cut
-				f.answered(what, cut, done, err)
+				f.answered(what, <-cutAt, done, err)
 				settleFault(e, other, &f, what, one(name), got, set)
 				cancel()
 			}
@@ -517,11 +516,11 @@ func TestFaultsBehindOpenTransaction(t *testing.T) {
 	})
 }
 
-// TestFaultsAtRandomDeadlines: acquisitions on lockmgr's default path
-// with deadlines drawn around their own duration, as the orphan bug was
-// first measured (issue: of the calls that failed, 9 of 26 on SQLite, 19
-// of 31 on PostgreSQL and 35 of 37 on MariaDB left the lock held by
-// nobody).
+// TestFaultsAtRandomDeadlines: every call of faultCases on lockmgr's
+// default path, with deadlines drawn between 0 and twice its own duration,
+// as the orphan bug was first measured (issue: of the calls that failed, 9
+// of 26 on SQLite, 19 of 31 on PostgreSQL and 35 of 37 on MariaDB left the
+// lock held by nobody); plus GetLock with a Wait shorter than the draw.
 func TestFaultsAtRandomDeadlines(t *testing.T) {
 	rounds := 20
 	if os.Getenv("LOCKMGR_FAULTS") == "long" {
@@ -531,47 +530,39 @@ func TestFaultsAtRandomDeadlines(t *testing.T) {
 		defer verifyNoLeaks(t)
 		other := e.manager()
 		var f faultLedger
-		calls := map[string]func(ctx context.Context, name string) ([]*lockmgr.Lock, error){
-			"GetLock": func(ctx context.Context, name string) ([]*lockmgr.Lock, error) {
-				return gotLock(e.m.GetLock(ctx, name))
-			},
-			"GetLock Wait(50ms)": func(ctx context.Context, name string) ([]*lockmgr.Lock, error) {
-				return gotLock(e.m.GetLock(ctx, name, lockmgr.Wait(50*time.Millisecond)))
-			},
-			"GetLock NoExpiry": func(ctx context.Context, name string) ([]*lockmgr.Lock, error) {
-				return gotLock(e.m.GetLock(ctx, name, lockmgr.NoExpiry()))
-			},
-			"Do": func(ctx context.Context, name string) ([]*lockmgr.Lock, error) {
-				return nil, e.m.Do(ctx, name, func(context.Context, *lockmgr.Scope) error { return nil })
-			},
-		}
-		for what, call := range calls {
+		cases := append(faultCases(), faultCase{name: "GetLock Wait(50ms)", setup: free, names: one,
+			run: func(ctx context.Context, m *lockmgr.Manager, name string, _ []*lockmgr.Lock) ([]*lockmgr.Lock, error) {
+				return gotLock(m.GetLock(ctx, name, lockmgr.Wait(50*time.Millisecond)))
+			}})
+		for _, c := range cases {
 			// The call's own duration, uncut.
 			var took []time.Duration
 			for i := range 5 {
-				name := fmt.Sprintf("%s:warm:%d", what, i)
+				name := fmt.Sprintf("%s:warm:%d", c.name, i)
+				set := c.setup(e, name)
 				start := time.Now()
-				got, err := call(context.Background(), name)
+				got, err := c.run(context.Background(), e.m, name, set)
 				took = append(took, time.Since(start))
-				require.NoError(t, err)
-				settleFault(e, other, &f, what, one(name), got, nil)
+				require.NoError(t, err, c.name)
+				settleFault(e, other, &f, c.name, c.names(name), got, set)
 			}
 			slices.Sort(took)
 			typical := took[len(took)/2]
 			for i := range rounds {
-				name := fmt.Sprintf("%s:%d", what, i)
+				name := fmt.Sprintf("%s:%d", c.name, i)
+				set := c.setup(e, name)
 				d := time.Duration(rand.Int64N(int64(2*typical) + 1))
 				ctx, cancel := context.WithTimeout(context.Background(), d)
 				start := time.Now()
-				got, err := call(ctx, name)
+				got, err := c.run(ctx, e.m, name, set)
 				done := time.Now()
 				cancel()
 				cut := start.Add(d)
 				if done.Before(cut) {
 					cut = time.Time{}
 				}
-				f.answered(what, cut, done, err)
-				settleFault(e, other, &f, fmt.Sprintf("%s, deadline %v", what, d), one(name), got, nil)
+				f.answered(c.name, cut, done, err)
+				settleFault(e, other, &f, fmt.Sprintf("%s, deadline %v", c.name, d), c.names(name), got, set)
 			}
 		}
 		f.report(t, path.Base(t.Name()), fmt.Sprintf("at random deadlines (%d rounds a call)", rounds))
