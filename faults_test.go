@@ -475,45 +475,62 @@ func TestFaultsBehindOpenTransaction(t *testing.T) {
 		defer verifyNoLeaks(t)
 		other := e.manager()
 		var f faultLedger
-		const deadline = 150 * time.Millisecond
-		for _, c := range faultCases() {
-			if c.name == "Scope.Lock" || c.name == "CleanLocks" {
-				continue // CleanLocks skips a held row; Scope.Lock is GetLock's path
-			}
-			name := c.name + ":behind"
-			set := c.setup(e, name)
-			tx := e.db.Begin()
-			require.NoError(t, tx.Error)
-			// The open transaction holds each of the case's names' rows: it
-			// renews those set up, and takes the free ones.
-			var txLocks []*lockmgr.Lock
-			for _, n := range c.names(name) {
-				i := slices.IndexFunc(set, func(l *lockmgr.Lock) bool { return l.Name == n })
-				if i >= 0 {
-					_, err := e.m.WithTx(tx).Renew(e.ctx, set[i])
-					require.NoError(t, err)
-					continue
-				}
-				l, err := e.m.WithTx(tx).GetLock(e.ctx, n)
-				require.NoError(t, err)
-				txLocks = append(txLocks, l)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), deadline)
-			start := time.Now()
-			got, err := c.run(ctx, e.m, name, set)
-			done := time.Now()
-			if end := start.Add(deadline); done.After(end) {
-				f.answered(c.name+" behind an open transaction", end, done, err)
-			} else {
-				f.answered(c.name+" behind an open transaction", time.Time{}, done, err)
-			}
-			cancel()
-			require.NoError(t, tx.Rollback().Error)
-			_ = txLocks // rolled back with the transaction
-			settleFault(e, other, &f, c.name+" behind an open transaction", c.names(name), got, set)
+		// 150 ms by default; the long form adds a deadline past a statement's
+		// lock-wait bound (50 ms) and past holderPatience (2 s), the longest a
+		// release, renewal or SetLock asks again behind a held row.
+		deadlines := []time.Duration{150 * time.Millisecond}
+		if os.Getenv("LOCKMGR_FAULTS") == "long" {
+			deadlines = append(deadlines, 20*time.Millisecond, time.Second, 2500*time.Millisecond)
 		}
-		f.report(t, path.Base(t.Name()), "behind an open transaction")
+		for _, deadline := range deadlines {
+			behindOpenTx(e, other, &f, deadline)
+		}
+		f.report(t, path.Base(t.Name()), fmt.Sprintf("behind an open transaction (deadlines %v)", deadlines))
 	})
+}
+
+// behindOpenTx runs each faultCase while another open transaction holds
+// each row it touches, with the given deadline; then the transaction
+// rolls back and the invariants are judged.
+func behindOpenTx(e *env, other *lockmgr.Manager, f *faultLedger, deadline time.Duration) {
+	t := e.t
+	for _, c := range faultCases() {
+		if c.name == "Scope.Lock" || c.name == "CleanLocks" {
+			continue // CleanLocks skips a held row; Scope.Lock is GetLock's path
+		}
+		what := fmt.Sprintf("%s behind an open transaction, deadline %v", c.name, deadline)
+		name := fmt.Sprintf("%s:behind:%v", c.name, deadline)
+		set := c.setup(e, name)
+		tx := e.db.Begin()
+		require.NoError(t, tx.Error)
+		// The open transaction holds each of the case's names' rows: it
+		// renews those set up, and takes the free ones.
+		var txLocks []*lockmgr.Lock
+		for _, n := range c.names(name) {
+			i := slices.IndexFunc(set, func(l *lockmgr.Lock) bool { return l.Name == n })
+			if i >= 0 {
+				_, err := e.m.WithTx(tx).Renew(e.ctx, set[i])
+				require.NoError(t, err)
+				continue
+			}
+			l, err := e.m.WithTx(tx).GetLock(e.ctx, n)
+			require.NoError(t, err)
+			txLocks = append(txLocks, l)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), deadline)
+		start := time.Now()
+		got, err := c.run(ctx, e.m, name, set)
+		done := time.Now()
+		if end := start.Add(deadline); done.After(end) {
+			f.answered(what, end, done, err)
+		} else {
+			f.answered(what, time.Time{}, done, err)
+		}
+		cancel()
+		require.NoError(t, tx.Rollback().Error)
+		_ = txLocks // rolled back with the transaction
+		settleFault(e, other, f, what, c.names(name), got, set)
+	}
 }
 
 // TestFaultsAtRandomDeadlines: every call of faultCases on lockmgr's
