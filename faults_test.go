@@ -36,16 +36,19 @@ import (
 //
 // The cut points are: the context ended before the call; before each lock
 // statement the call sends; after each one has run on the server and
-// before lockmgr reads its reply (GORM callbacks, with WithGORMCallbacks:
-// the statements, contexts and give-back are the ones of lockmgr's default
-// path, which only sends them on the pool directly); during a wait; during
-// a scope's keep-alive; and with another open transaction holding the
-// row. The random-deadline part cuts calls on the default path at random
-// moments around their own duration, the way the bug was first measured.
+// before lockmgr reads its reply (in GORM callbacks on a Manager with
+// WithGORMCallbacks, and on the default path, which sends its statements on
+// the pool past GORM's callbacks, in a database/sql driver wrapping the
+// real one: faults_driver_test.go); during a wait; during a scope's
+// keep-alive; and with another open transaction holding the row. The
+// random-deadline part cuts every call on the default path at random
+// moments around its own duration, the way the bug was first measured.
 //
 // LOCKMGR_FAULTS=long repeats the random-deadline part 300 times per call
-// instead of 20. TestFaultCheckerCatchesOrphans is the control: a caller
-// that drops a lock it won is reported by the same checker.
+// instead of 20, and runs the open-transaction part at four deadlines.
+// TestFaultCheckerCatchesOrphans and TestFaultCheckerCatchesDriverCut are
+// the controls: a caller that drops a lock it won is reported by the same
+// checker.
 
 const (
 	// faultCleanup bounds the moment a lock given back after its caller
