@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -349,7 +350,7 @@ func TestFaultsAtEveryStatement(t *testing.T) {
 		}{{"gorm callbacks", installFaults(t, e)}, {"driver", firstOf(faultDB(t, e))}} {
 			var f faultLedger
 			cutEveryStatement(e, path.m, other, &f)
-			f.report(t, e.kind, "at every statement ("+path.name+")")
+			f.report(t, strings.Split(t.Name(), "/")[1], "at every statement ("+path.name+")")
 		}
 	})
 }
