@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -11,6 +12,9 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
+
+	"github.com/gormlock/lockmgr"
 )
 
 // child is a worker process: the test binary re-executed with a role.
@@ -63,4 +67,27 @@ func (b *syncBuffer) String() string {
 // decodeConfig parses a child's JSON config.
 func decodeConfig(raw string, v any) error {
 	return json.Unmarshal([]byte(raw), v)
+}
+
+// childTarget is the database and lock table a worker process uses.
+type childTarget struct{ Driver, DSN, LockTable string }
+
+// openChild decodes a worker's JSON config into cfg and opens a Manager on
+// the database and table that t (a part of cfg) names. A failure is
+// printed, and code is the worker's exit code then (2), else 0.
+func openChild(raw string, cfg any, t *childTarget) (m *lockmgr.Manager, db *gorm.DB, code int) {
+	if err := decodeConfig(raw, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "config:", err)
+		return nil, nil, 2
+	}
+	db, err := openDB(t.Driver, t.DSN)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return nil, nil, 2
+	}
+	if m, err = lockmgr.New(db, lockmgr.WithTable(t.LockTable)); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return nil, nil, 2
+	}
+	return m, db, 0
 }

@@ -22,9 +22,9 @@ import (
 
 // crashConfig is what the crash worker is told: take Names and hold them.
 type crashConfig struct {
-	Driver, DSN, LockTable string
-	Names                  []string
-	Expiry                 time.Duration
+	childTarget
+	Names  []string
+	Expiry time.Duration
 }
 
 // runCrashChild takes every name (even ones through a keep-alive scope,
@@ -32,19 +32,9 @@ type crashConfig struct {
 // it is killed.
 func runCrashChild(raw string) int {
 	var cfg crashConfig
-	if err := decodeConfig(raw, &cfg); err != nil {
-		fmt.Fprintln(os.Stderr, "config:", err)
-		return 2
-	}
-	db, err := openDB(cfg.Driver, cfg.DSN)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	m, err := lockmgr.New(db, lockmgr.WithTable(cfg.LockTable))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
+	m, _, code := openChild(raw, &cfg, &cfg.childTarget)
+	if code != 0 {
+		return code
 	}
 	ctx := context.Background()
 	fences := map[string]int64{}
@@ -86,7 +76,7 @@ func TestTortureCrash(t *testing.T) {
 
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		c := startChild(ctx, t, "crash", crashConfig{Driver: tg.Driver, DSN: tg.DSN, LockTable: lockT, Names: names, Expiry: expiry})
+		c := startChild(ctx, t, "crash", crashConfig{childTarget: childTarget{Driver: tg.Driver, DSN: tg.DSN, LockTable: lockT}, Names: names, Expiry: expiry})
 		fences := readReady(t, c)
 		time.Sleep(expiry/2 + 200*time.Millisecond) // let the scopes renew at least once
 		require.NoError(t, c.cmd.Process.Signal(syscall.SIGKILL))

@@ -189,7 +189,7 @@ type shutdownProc struct {
 func (h *shutdownHarness) start(ctx context.Context, t *testing.T, round int, who, role string) *shutdownProc {
 	t.Helper()
 	c := startChild(ctx, t, "shutdown", shutdownConfig{
-		Driver: h.tg.Driver, DSN: h.tg.DSN, LockTable: h.lockT, Ledger: h.ledgerT,
+		childTarget: childTarget{Driver: h.tg.Driver, DSN: h.tg.DSN, LockTable: h.lockT}, Ledger: h.ledgerT,
 		Name: fmt.Sprintf("job-%d", round), Round: round, Who: who, Role: role,
 		Expires: shutdownExpires, Work: shutdownWork,
 	})

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/signal"
 	"syscall"
 	"time"
@@ -35,11 +34,12 @@ type shutdownEvent struct {
 //	poll:    a contender polling GetLock every 10 ms
 //	wait:    a contender looping Do with Wait(100 ms)
 type shutdownConfig struct {
-	Driver, DSN, LockTable, Ledger, Name string
-	Round                                int
-	Who, Role                            string
-	Expires                              time.Duration // of every lock the worker takes
-	Work                                 time.Duration // how long the holder works on after SIGTERM
+	childTarget
+	Ledger, Name string
+	Round        int
+	Who, Role    string
+	Expires      time.Duration // of every lock the worker takes
+	Work         time.Duration // how long the holder works on after SIGTERM
 }
 
 // shutdownTick is how often a holder writes to the ledger.
@@ -55,23 +55,14 @@ type shutdownWorker struct {
 // (a contender), then prints "exit ok" or "exit <error>".
 func runShutdownChild(raw string) int {
 	var cfg shutdownConfig
-	if err := decodeConfig(raw, &cfg); err != nil {
-		fmt.Fprintln(os.Stderr, "config:", err)
-		return 2
-	}
-	db, err := openDB(cfg.Driver, cfg.DSN)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	m, err := lockmgr.New(db, lockmgr.WithTable(cfg.LockTable))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
+	m, db, code := openChild(raw, &cfg, &cfg.childTarget)
+	if code != 0 {
+		return code
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	w := &shutdownWorker{db: db, m: m, cfg: cfg}
+	var err error
 	switch cfg.Role {
 	case "do":
 		err = w.holdDo(ctx)
