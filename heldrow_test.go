@@ -73,17 +73,26 @@ func TestHeldByOpenTransaction(t *testing.T) {
 	})
 }
 
+// renewedInOpenTx takes name, then renews it in a transaction it leaves
+// open until the test commits it (or rolls it back at cleanup): the row
+// exists, and another transaction holds it.
+func renewedInOpenTx(t *testing.T, e *env, name string) (*gorm.DB, *lockmgr.Lock) {
+	t.Helper()
+	l := e.lock(name)
+	tx := e.db.Begin()
+	require.NoError(t, tx.Error)
+	t.Cleanup(func() { tx.Rollback() })
+	_, err := e.m.WithTx(tx).Renew(e.ctx, l)
+	require.NoError(t, err)
+	return tx, l
+}
+
 // TestUpdatedByOpenTransaction: the row exists and another transaction
 // updated it (renewed it) without committing; a release, renewal or
 // acquisition outside it gives up within the bound.
 func TestUpdatedByOpenTransaction(t *testing.T) {
 	eachDB(t, func(t *testing.T, e *env) {
-		l := e.lock("upd")
-		tx := e.db.Begin()
-		require.NoError(t, tx.Error)
-		defer tx.Rollback()
-		_, err := e.m.WithTx(tx).Renew(e.ctx, l)
-		require.NoError(t, err)
+		tx, l := renewedInOpenTx(t, e, "upd")
 		var ctx context.Context
 		for _, call := range []struct {
 			name string
@@ -182,12 +191,7 @@ func TestCallerLockWaitUnchanged(t *testing.T) {
 // row-lock bound past a 100 ms deadline).
 func TestShortDeadlineBehindOpenTransaction(t *testing.T) {
 	eachDB(t, func(t *testing.T, e *env) {
-		l := e.lock("upd")
-		tx := e.db.Begin()
-		require.NoError(t, tx.Error)
-		defer tx.Rollback()
-		_, err := e.m.WithTx(tx).Renew(e.ctx, l)
-		require.NoError(t, err)
+		tx, l := renewedInOpenTx(t, e, "upd")
 		const deadline, margin = 100 * time.Millisecond, 500 * time.Millisecond
 		for _, call := range []struct {
 			name string
