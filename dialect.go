@@ -156,7 +156,6 @@ type dialect struct {
 
 // Fragments that differ per database; the statements below combine them.
 type fragments struct {
-	quote    func(string) string
 	now      string // current time
 	until    string // now + expiry, or NULL
 	fenceNow string // the fence of a new row: now in microseconds, read after fenceLock
@@ -182,7 +181,6 @@ type fragments struct {
 }
 
 var postgresFragments = fragments{
-	quote:       func(s string) string { return `"` + s + `"` },
 	now:         "statement_timestamp()",
 	until:       "statement_timestamp() + @micros::bigint * interval '1 microsecond'",
 	fenceNow:    "f.hwm",
@@ -202,7 +200,6 @@ var postgresFragments = fragments{
 }
 
 var mysqlFragments = fragments{
-	quote: func(s string) string { return "`" + s + "`" },
 	now:   "UTC_TIMESTAMP(6)",
 	until: "DATE_ADD(UTC_TIMESTAMP(6), INTERVAL @micros MICROSECOND)",
 	// Only a floor: the BEFORE INSERT trigger raises the fence above its
@@ -236,21 +233,12 @@ var tidbFragments = func() fragments {
 const tidbFenceBump = "UPDATE {fences} SET hwm = GREATEST(hwm + 1, TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6)))" +
 	" WHERE id = CRC32(@name) % " + fenceBuckets
 
-var sqliteFragments = fragments{
-	quote: func(s string) string { return `"` + s + `"` },
-	now:   "@now",
-	until: "@until",
-	// The high-water mark of the table's fences, kept by triggers in a side
-	// table, and read under SQLite's write lock: a fence from the clock
-	// alone could be taken before a wait for that lock, and so fall below
-	// one written (and deleted) meanwhile.
-	fenceNow: "MAX(@fence, COALESCE((SELECT hwm FROM {fences} WHERE id = 1), 0) + 1)",
-	micros:   func(c string) string { return c },
-	greatest: "MAX",
-	noExpiry: "@until IS NULL",
-	excluded: "excluded",
-	// By name, not rowid: a table may be WITHOUT ROWID.
-	cleanBatch: "DELETE FROM {t} WHERE name IN (SELECT name FROM {t} WHERE {expired} LIMIT @limit)",
+// quoter quotes an identifier as the database kind does.
+func quoter(kind string) func(string) string {
+	if kind == "mysql" {
+		return func(s string) string { return "`" + s + "`" }
+	}
+	return func(s string) string { return `"` + s + `"` }
 }
 
 func newDialect(kind, table string, srv server) (*dialect, error) {
@@ -264,20 +252,26 @@ func newDialect(kind, table string, srv server) (*dialect, error) {
 			f = tidbFragments
 		}
 	case "sqlite":
-		f = sqliteFragments
 	default:
 		return nil, fmt.Errorf("%w: unsupported database %q (lockmgr supports postgres, mysql and sqlite)", ErrInvalidOption, kind)
 	}
+	quote := quoter(kind)
 	parts := strings.Split(table, ".")
 	for i, p := range parts {
-		parts[i] = f.quote(p)
+		parts[i] = quote(p)
 	}
 	fences := slices.Clone(parts)
-	fences[len(fences)-1] = f.quote(strings.Split(table, ".")[len(parts)-1] + "_fence")
+	fences[len(fences)-1] = quote(strings.Split(table, ".")[len(parts)-1] + "_fence")
 	d := &dialect{kind: kind, srv: srv, table: strings.Join(parts, "."), fenceTable: strings.Join(fences, "."), clientClock: kind == "sqlite",
 		renewViaLastInsertID: kind == "mysql", addTimeInClient: kind == "sqlite", fenceTriggers: kind == "mysql" && !srv.tidb}
 	d.eng = engine.For(kind, srv.tidb)
-	d.build(f)
+	if e, ok := d.eng.(interface {
+		Statements(engine.Table) engine.Statements
+	}); ok {
+		d.use(e.Statements(engine.Table{Name: d.table, Fences: d.fenceTable, LockTimeout: pgLockTimeout}))
+	} else {
+		d.build(f)
+	}
 	if srv.tidb {
 		d.fenceBump = d.compile(strings.ReplaceAll(tidbFenceBump, "{fences}", d.fenceTable))
 		d.tidbNoWait = d.compile("SELECT 1 FROM " + d.table + " WHERE name = @name FOR UPDATE NOWAIT")
@@ -286,6 +280,28 @@ func newDialect(kind, table string, srv server) (*dialect, error) {
 	}
 	d.addSynced()
 	return d, d.err
+}
+
+// use compiles the engine's statements s into d.
+func (d *dialect) use(s engine.Statements) {
+	d.columns = s.Columns
+	for _, c := range []struct {
+		st   *stmt
+		text string
+	}{
+		{&d.acquire, s.Acquire}, {&d.acquireExec, s.AcquireExec}, {&d.readBack, s.ReadBack},
+		{&d.release, s.Release}, {&d.releaseNotify, s.ReleaseNotify}, {&d.releaseWatched, s.ReleaseWatched},
+		{&d.unlock, s.Unlock}, {&d.unlockNotify, s.UnlockNotify}, {&d.unlockWatched, s.UnlockWatched},
+		{&d.liveFlag, s.LiveFlag}, {&d.isLocked, s.IsLocked}, {&d.get, s.Get}, {&d.list, s.List}, {&d.listAfter, s.ListAfter},
+		{&d.renewMax, s.RenewMax}, {&d.renewAdd, s.RenewAdd}, {&d.readUntil, s.ReadUntil}, {&d.casUntil, s.CasUntil},
+		{&d.clean, s.Clean}, {&d.reset, s.Reset},
+		{&d.fenceBump, s.FenceBump}, {&d.tidbNoWait, s.NoWait}, {&d.fenceBumpBounded, s.FenceBumpBounded},
+	} {
+		if c.text != "" {
+			*c.st = d.compile(c.text)
+		}
+	}
+	d.deleteCounts = s.ReleaseCounts
 }
 
 func (d *dialect) build(f fragments) {
