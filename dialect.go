@@ -180,25 +180,6 @@ type fragments struct {
 	cleanBatch string
 }
 
-var postgresFragments = fragments{
-	now:         "statement_timestamp()",
-	until:       "statement_timestamp() + @micros::bigint * interval '1 microsecond'",
-	fenceNow:    "f.hwm",
-	fenceLock:   " FROM f",
-	fenceWith:   postgresFenceBump,
-	micros:      func(c string) string { return "(extract(epoch from " + c + ") * 1000000)::bigint" },
-	greatest:    "GREATEST",
-	addExpiry:   func(b string) string { return b + " + @micros::bigint * interval '1 microsecond'" },
-	noExpiry:    "@micros::bigint IS NULL",
-	excluded:    "EXCLUDED",
-	insertAlias: " AS l",
-	rowPrefix:   "l.",
-	// Rows another transaction holds (an acquisition taking one over) are
-	// skipped, not waited for. = ANY(ARRAY(…)) finds the batch's names
-	// through the primary key; IN (…) would hash-join a scan of the table.
-	cleanBatch: "DELETE FROM {t} WHERE name = ANY(ARRAY(SELECT name FROM {t} WHERE {expired} LIMIT @limit FOR UPDATE SKIP LOCKED))",
-}
-
 var mysqlFragments = fragments{
 	now:   "UTC_TIMESTAMP(6)",
 	until: "DATE_ADD(UTC_TIMESTAMP(6), INTERVAL @micros MICROSECOND)",
@@ -244,14 +225,12 @@ func quoter(kind string) func(string) string {
 func newDialect(kind, table string, srv server) (*dialect, error) {
 	var f fragments
 	switch kind {
-	case "postgres":
-		f = postgresFragments
+	case "postgres", "sqlite":
 	case "mysql":
 		f = mysqlFragments
 		if srv.tidb {
 			f = tidbFragments
 		}
-	case "sqlite":
 	default:
 		return nil, fmt.Errorf("%w: unsupported database %q (lockmgr supports postgres, mysql and sqlite)", ErrInvalidOption, kind)
 	}
@@ -264,7 +243,7 @@ func newDialect(kind, table string, srv server) (*dialect, error) {
 	fences[len(fences)-1] = quote(strings.Split(table, ".")[len(parts)-1] + "_fence")
 	d := &dialect{kind: kind, srv: srv, table: strings.Join(parts, "."), fenceTable: strings.Join(fences, "."), clientClock: kind == "sqlite",
 		renewViaLastInsertID: kind == "mysql", addTimeInClient: kind == "sqlite", fenceTriggers: kind == "mysql" && !srv.tidb}
-	d.eng = engine.For(kind, srv.tidb)
+	d.eng = engine.For(kind, engine.Server{TiDB: srv.tidb, Returning: srv.returning})
 	if e, ok := d.eng.(interface {
 		Statements(engine.Table) engine.Statements
 	}); ok {
@@ -316,19 +295,6 @@ func (d *dialect) build(f fragments) {
 	d.readBack = d.compile("SELECT " + acquired(f) + " FROM " + t + " WHERE name = @name AND token = @token")
 	d.release = d.compile("DELETE FROM " + t + " WHERE name = @name AND token = @token")
 	d.unlock = d.compile("DELETE FROM " + t + " WHERE name = @name")
-	if d.kind == "postgres" {
-		// A release returns the count of rows it deleted, commits without
-		// waiting for the disk where it may (lazyCommit), and announces
-		// itself to a notifier.
-		del := func(where, notify string) stmt {
-			return d.compile("WITH d AS (DELETE FROM " + t + " WHERE " + where + " RETURNING name, locked_until) " +
-				"SELECT count(*) FROM d" + lazyCommit + notify)
-		}
-		own, named := "name = @name AND token = @token AND "+pgBound, "name = @name AND "+pgBound
-		d.release, d.releaseNotify, d.releaseWatched = del(own, ""), del(own, notifyAlways), del(own, notifyIfWatched)
-		d.unlock, d.unlockNotify, d.unlockWatched = del(named, ""), del(named, notifyAlways), del(named, notifyIfWatched)
-		d.deleteCounts = true
-	}
 	d.liveFlag = d.compile("CASE WHEN " + live + " THEN 1 ELSE 0 END")
 	d.isLocked = d.compile("SELECT COUNT(*) FROM " + t + " WHERE name = @name AND " + live)
 	d.renewMax = d.compile(d.renewSQL(f, f.greatest+"(locked_until, "+f.until+")"))
@@ -338,8 +304,8 @@ func (d *dialect) build(f fragments) {
 	d.readUntil = d.compile("SELECT locked_until || '' FROM " + t + " WHERE name = @name AND token = @token")
 	d.casUntil = d.compile("UPDATE " + t + " SET locked_until = @until, updated_at = @now" +
 		" WHERE name = @name AND token = @token AND locked_until = @old")
-	d.clean = d.compile(strings.NewReplacer("{t}", t, "{expired}", "locked_until <= "+f.now+d.pgBound()).Replace(f.cleanBatch))
-	d.reset = d.compile("DELETE FROM " + t + " WHERE true" + d.pgBound())
+	d.clean = d.compile(strings.NewReplacer("{t}", t, "{expired}", "locked_until <= "+f.now).Replace(f.cleanBatch))
+	d.reset = d.compile("DELETE FROM " + t + " WHERE true")
 	// List reads pages in the order of the primary key's index, by the
 	// column's own collation in both the ORDER BY and the keyset, so that
 	// each page is a range of the index and pages neither skip nor repeat
@@ -350,32 +316,6 @@ func (d *dialect) build(f fragments) {
 	d.listAfter = d.compile("SELECT " + d.columns + " FROM " + t + " WHERE name > @after AND " + live + page)
 	d.get = d.compile("SELECT " + d.columns + " FROM " + t + " WHERE name = @name AND " + live)
 }
-
-// lazyCommit lets a release on PostgreSQL commit without waiting for its
-// WAL to reach the disk (synchronous_commit off, for this transaction only)
-// when @lazy is true (not inside the caller's transaction) and the lock had
-// an expiry. A crash of the server within a fraction of a second after such
-// a release can undo it: the lock is then held again until it expires,
-// which is what a holder that crashed before releasing costs too; no two
-// holders can come of it, since an acquisition's own commit waits for the
-// disk, and the WAL before it, this release included. A lock that never
-// expires is released durably, as it would otherwise stay held for good.
-const lazyCommit = " LEFT JOIN LATERAL (SELECT set_config('synchronous_commit', 'off', true)" +
-	" WHERE @lazy AND d.locked_until IS NOT NULL) lazy ON true"
-
-// notifyAlways joins a deleted row d to a NOTIFY of its name.
-const notifyAlways = " LEFT JOIN LATERAL (SELECT pg_notify(@channel, @origin || d.name)) n ON true"
-
-// notifyIfWatched joins a deleted row d to a NOTIFY of its name sent only
-// when some session holds the shared advisory lock a Watcher takes while
-// its process waits for the name: the exclusive lock is then not to be had.
-// When it is, it is held until the release commits (the end of its own
-// statement, outside WithTx), and let go with the transaction whatever
-// happens to it; advisory locks live in memory, so the test costs no I/O
-// and no NOTIFY, which PostgreSQL serialises across all the commits that
-// send one.
-const notifyIfWatched = " LEFT JOIN LATERAL (SELECT pg_notify(@channel, @origin || d.name)" +
-	" WHERE NOT pg_try_advisory_xact_lock(hashtext(@channel), hashtext(d.name))) n ON true"
 
 // acquireSQL is the one-statement acquisition: insert, or take over a row
 // whose expiry has passed, and return the row as it stands afterwards.
@@ -436,7 +376,7 @@ func (d *dialect) renewSQL(f fragments, extended string) string {
 		return "UPDATE " + d.table + " SET fence = fence + 0 * LAST_INSERT_ID(COALESCE(" + f.micros(newUntil) +
 			", 1)), locked_until = " + newUntil + ", updated_at = " + f.now + where
 	}
-	return "UPDATE " + d.table + " SET locked_until = " + newUntil + ", updated_at = " + f.now + where + d.pgBound() +
+	return "UPDATE " + d.table + " SET locked_until = " + newUntil + ", updated_at = " + f.now + where +
 		" RETURNING " + f.micros("locked_until")
 }
 

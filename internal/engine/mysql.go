@@ -7,6 +7,9 @@ import "strings"
 // "Error <number> …".
 type MySQL struct {
 	TiDB bool // a TiDB server, with write conflicts of its own
+	// Returning: the server takes INSERT … RETURNING (MariaDB 10.5+);
+	// elsewhere an acquisition reads its row back by token (ReadBack).
+	Returning bool
 }
 
 // Retryable: 1213 (deadlock found; on Galera also a certification
