@@ -5,8 +5,11 @@ import (
 	"slices"
 )
 
-// Engine is one database's reading of the errors its driver returns.
+// Engine is one database's lock statements and its reading of the errors
+// its driver returns.
 type Engine interface {
+	// Statements are the engine's lock statements for the table t.
+	Statements(t Table) Statements
 	// Retryable reports a transaction the database aborted to break a
 	// deadlock or a serialization conflict, which a fresh attempt can get
 	// past; a lock wait that timed out is not one (LockWaitTimeout). Inside
