@@ -13,7 +13,7 @@ import (
 )
 
 // The SQL of MySQL/MariaDB fencing: the side structures that
-// migrateMySQLFences creates (see dialect.go for the statements).
+// migrateMySQLFences creates (see internal/engine/mysql.go for the statements).
 
 // fenceTrigger is one of the triggers that give MySQL/MariaDB fences.
 type fenceTrigger struct {

@@ -50,18 +50,18 @@ const pgBound = `(NOT @bounded OR set_config('lock_timeout', '{lock_timeout}', t
 // name's fence bucket and makes it the new row's fence (f.hwm), then
 // inserts the row or takes over an expired one.
 var pgAcquire = `
-		WITH f AS (INSERT INTO {fences} AS h (id, hwm)
-			SELECT (hashtext(@name) & ({buckets} - 1)), (extract(epoch from clock_timestamp()) * 1000000)::bigint
-			FROM (SELECT 1 WHERE ` + pgBound + `) bound
-			ON CONFLICT (id) DO UPDATE SET hwm = GREATEST(h.hwm + 1, EXCLUDED.hwm) RETURNING hwm)
-		INSERT INTO {table} AS l (name, locked_by, lock_process, locked_until, token, fence, created_at, updated_at)
-		SELECT @name, @by, @pid, statement_timestamp() + @micros::bigint * interval '1 microsecond', @token,
-			f.hwm, statement_timestamp(), statement_timestamp() FROM f
-		ON CONFLICT (name) DO UPDATE SET locked_by = EXCLUDED.locked_by, lock_process = EXCLUDED.lock_process,
-			locked_until = EXCLUDED.locked_until, token = EXCLUDED.token, fence = GREATEST(l.fence + 1, EXCLUDED.fence),
-			created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at
-		WHERE l.locked_until <= statement_timestamp()
-		RETURNING token, fence, ` + pgMicros("locked_until") + `, ` + pgMicros("created_at")
+	WITH f AS (INSERT INTO {fences} AS h (id, hwm)
+		SELECT (hashtext(@name) & ({buckets} - 1)), (extract(epoch from clock_timestamp()) * 1000000)::bigint
+		FROM (SELECT 1 WHERE ` + pgBound + `) bound
+		ON CONFLICT (id) DO UPDATE SET hwm = GREATEST(h.hwm + 1, EXCLUDED.hwm) RETURNING hwm)
+	INSERT INTO {table} AS l (name, locked_by, lock_process, locked_until, token, fence, created_at, updated_at)
+	SELECT @name, @by, @pid, statement_timestamp() + @micros::bigint * interval '1 microsecond', @token,
+		f.hwm, statement_timestamp(), statement_timestamp() FROM f
+	ON CONFLICT (name) DO UPDATE SET locked_by = EXCLUDED.locked_by, lock_process = EXCLUDED.lock_process,
+		locked_until = EXCLUDED.locked_until, token = EXCLUDED.token, fence = GREATEST(l.fence + 1, EXCLUDED.fence),
+		created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at
+	WHERE l.locked_until <= statement_timestamp()
+	RETURNING token, fence, ` + pgMicros("locked_until") + `, ` + pgMicros("created_at")
 
 // Statements are PostgreSQL's. Expiry is judged by the database's clock
 // (statement_timestamp()) and times are read back as microseconds.
