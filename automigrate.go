@@ -84,7 +84,7 @@ func (m *Manager) migrate(ctx context.Context, db *gorm.DB) error {
 }
 
 // migrateSide creates the side structures of each database, if missing.
-// The lock statements of dialect.go depend on them.
+// The lock statements of internal/engine depend on them.
 func (m *Manager) migrateSide(db *gorm.DB) error {
 	switch m.d.kind {
 	case "sqlite":

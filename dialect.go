@@ -10,9 +10,9 @@ import (
 	"github.com/gormlock/lockmgr/internal/engine"
 )
 
-// This file holds every piece of SQL that differs between databases.
-// Statements are written with @name placeholders, compiled once per Manager
-// into positional SQL plus the order in which to bind the values.
+// This file compiles each engine's lock statements (internal/engine),
+// written with @name placeholders, once per Manager into positional SQL
+// plus the order in which to bind the values, and fills those values.
 //
 // Time: PostgreSQL and MySQL judge expiry by the database's clock
 // (statement_timestamp(), UTC_TIMESTAMP(6)); SQLite has no server, so the
@@ -75,7 +75,7 @@ func (s stmt) bind(v *values) []any {
 
 // compile turns "… @name …" into "… ? …" (and "… $1 …" on PostgreSQL)
 // and records the order of names.
-// An unknown name is a bug in this file; newDialect reports it.
+// An unknown name is a bug in an engine's statements; newDialect reports it.
 func (d *dialect) compile(tmpl string) stmt {
 	var b, n strings.Builder
 	var args []argKey
@@ -154,274 +154,55 @@ type dialect struct {
 	err                                        error
 }
 
-// Fragments that differ per database; the statements below combine them.
-type fragments struct {
-	quote    func(string) string
-	now      string // current time
-	until    string // now + expiry, or NULL
-	fenceNow string // the fence of a new row: now in microseconds, read after fenceLock
-	// fenceLock is the FROM clause of the acquisition's row source: it takes
-	// a per-name lock, held until commit, before the fence is read. An
-	// acquisition that then waits for another's write of the name still
-	// reads a later clock than that one did, even if the row it wrote is
-	// deleted before this one is inserted. Empty on SQLite, whose write lock
-	// serialises whole statements, and on MySQL/MariaDB, whose triggers
-	// (fenceTriggerDDL) lock, and write, a bucket row instead.
-	fenceLock   string
-	fenceWith   string // a WITH clause before the acquisition's INSERT (PostgreSQL: postgresFenceBump)
-	micros      func(col string) string
-	greatest    string
-	addExpiry   func(base string) string // base + expiry
-	noExpiry    string                   // true when the call asks for no expiry
-	excluded    string                   // the row proposed for insertion
-	insertAlias string
-	rowPrefix   string // qualifies the existing row's columns in ON CONFLICT
-	// cleanBatch deletes up to @limit rows of {t} matching {expired}
-	// (CleanLocks), using the index on locked_until.
-	cleanBatch string
+// quoter quotes an identifier as the database kind does.
+func quoter(kind string) func(string) string {
+	if kind == "mysql" {
+		return func(s string) string { return "`" + s + "`" }
+	}
+	return func(s string) string { return `"` + s + `"` }
 }
 
-var postgresFragments = fragments{
-	quote:       func(s string) string { return `"` + s + `"` },
-	now:         "statement_timestamp()",
-	until:       "statement_timestamp() + @micros::bigint * interval '1 microsecond'",
-	fenceNow:    "f.hwm",
-	fenceLock:   " FROM f",
-	fenceWith:   postgresFenceBump,
-	micros:      func(c string) string { return "(extract(epoch from " + c + ") * 1000000)::bigint" },
-	greatest:    "GREATEST",
-	addExpiry:   func(b string) string { return b + " + @micros::bigint * interval '1 microsecond'" },
-	noExpiry:    "@micros::bigint IS NULL",
-	excluded:    "EXCLUDED",
-	insertAlias: " AS l",
-	rowPrefix:   "l.",
-	// Rows another transaction holds (an acquisition taking one over) are
-	// skipped, not waited for. = ANY(ARRAY(…)) finds the batch's names
-	// through the primary key; IN (…) would hash-join a scan of the table.
-	cleanBatch: "DELETE FROM {t} WHERE name = ANY(ARRAY(SELECT name FROM {t} WHERE {expired} LIMIT @limit FOR UPDATE SKIP LOCKED))",
-}
-
-var mysqlFragments = fragments{
-	quote: func(s string) string { return "`" + s + "`" },
-	now:   "UTC_TIMESTAMP(6)",
-	until: "DATE_ADD(UTC_TIMESTAMP(6), INTERVAL @micros MICROSECOND)",
-	// Only a floor: the BEFORE INSERT trigger raises the fence above its
-	// bucket's high-water mark (fenceTriggerDDL), which certification
-	// orders on Galera whatever a node's clock says.
-	fenceNow:  "TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6))",
-	micros:    func(c string) string { return "TIMESTAMPDIFF(MICROSECOND, '1970-01-01', " + c + ")" },
-	greatest:  "GREATEST",
-	addExpiry: func(b string) string { return "DATE_ADD(" + b + ", INTERVAL @micros MICROSECOND)" },
-	noExpiry:  "@micros IS NULL",
-	// MySQL takes no LIMIT in an IN subquery; the ORDER BY, the index's
-	// own, makes the statement safe for statement-based replication.
-	cleanBatch: "DELETE FROM {t} WHERE {expired} ORDER BY locked_until, name LIMIT @limit",
-}
-
-// tidbFragments differ from MySQL's in the fence. With several TiDB
-// servers, UTC_TIMESTAMP() is the clock of whichever server runs the
-// statement, so a fence read from it after a release can be lower than
-// the previous holder's. An acquisition instead first raises its bucket's
-// high-water mark (fenceBump, in the same transaction), a write that TiDB
-// orders after every earlier write of the bucket, and takes the fence from
-// it; the clock is only a floor that keeps fences near the ones written
-// before the table was on TiDB.
-var tidbFragments = func() fragments {
-	f := mysqlFragments
-	f.fenceNow = "hwm"
-	f.fenceLock = " FROM {fences} WHERE id = CRC32(@name) % " + fenceBuckets + " FOR UPDATE"
-	return f
-}()
-
-const tidbFenceBump = "UPDATE {fences} SET hwm = GREATEST(hwm + 1, TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6)))" +
-	" WHERE id = CRC32(@name) % " + fenceBuckets
-
-var sqliteFragments = fragments{
-	quote: func(s string) string { return `"` + s + `"` },
-	now:   "@now",
-	until: "@until",
-	// The high-water mark of the table's fences, kept by triggers in a side
-	// table, and read under SQLite's write lock: a fence from the clock
-	// alone could be taken before a wait for that lock, and so fall below
-	// one written (and deleted) meanwhile.
-	fenceNow: "MAX(@fence, COALESCE((SELECT hwm FROM {fences} WHERE id = 1), 0) + 1)",
-	micros:   func(c string) string { return c },
-	greatest: "MAX",
-	noExpiry: "@until IS NULL",
-	excluded: "excluded",
-	// By name, not rowid: a table may be WITHOUT ROWID.
-	cleanBatch: "DELETE FROM {t} WHERE name IN (SELECT name FROM {t} WHERE {expired} LIMIT @limit)",
-}
-
+// newDialect compiles the statements of kind's engine for table, as srv
+// says the server is; an unsupported kind is ErrInvalidOption.
 func newDialect(kind, table string, srv server) (*dialect, error) {
-	var f fragments
-	switch kind {
-	case "postgres":
-		f = postgresFragments
-	case "mysql":
-		f = mysqlFragments
-		if srv.tidb {
-			f = tidbFragments
-		}
-	case "sqlite":
-		f = sqliteFragments
-	default:
+	if kind != "postgres" && kind != "mysql" && kind != "sqlite" {
 		return nil, fmt.Errorf("%w: unsupported database %q (lockmgr supports postgres, mysql and sqlite)", ErrInvalidOption, kind)
 	}
+	quote := quoter(kind)
 	parts := strings.Split(table, ".")
 	for i, p := range parts {
-		parts[i] = f.quote(p)
+		parts[i] = quote(p)
 	}
 	fences := slices.Clone(parts)
-	fences[len(fences)-1] = f.quote(strings.Split(table, ".")[len(parts)-1] + "_fence")
+	fences[len(fences)-1] = quote(strings.Split(table, ".")[len(parts)-1] + "_fence")
 	d := &dialect{kind: kind, srv: srv, table: strings.Join(parts, "."), fenceTable: strings.Join(fences, "."), clientClock: kind == "sqlite",
 		renewViaLastInsertID: kind == "mysql", addTimeInClient: kind == "sqlite", fenceTriggers: kind == "mysql" && !srv.tidb}
-	d.eng = engine.For(kind, srv.tidb)
-	d.build(f)
-	if srv.tidb {
-		d.fenceBump = d.compile(strings.ReplaceAll(tidbFenceBump, "{fences}", d.fenceTable))
-		d.tidbNoWait = d.compile("SELECT 1 FROM " + d.table + " WHERE name = @name FOR UPDATE NOWAIT")
-		d.fenceBumpBounded = d.compile(strings.Replace(strings.ReplaceAll(tidbFenceBump, "{fences}", d.fenceTable),
-			"UPDATE ", "UPDATE /*+ SET_VAR(innodb_lock_wait_timeout=1) */ ", 1))
-	}
+	d.eng = engine.For(kind, engine.Server{TiDB: srv.tidb, Returning: srv.returning})
+	d.use(d.eng.Statements(engine.Table{Name: d.table, Fences: d.fenceTable, LockTimeout: pgLockTimeout}))
 	d.addSynced()
 	return d, d.err
 }
 
-func (d *dialect) build(f fragments) {
-	t := d.table
-	live := "(locked_until IS NULL OR locked_until > " + f.now + ")"
-	d.columns = "name, COALESCE(locked_by, ''), lock_process, " + f.micros("locked_until") +
-		", token, fence, " + f.micros("created_at") + ", " + f.micros("updated_at")
-	d.acquire = d.compile(d.acquireSQL(f, d.srv.returning))
-	if d.kind == "mysql" && d.srv.returning {
-		d.acquireExec = d.compile(d.acquireSQL(f, false))
-	}
-	d.readBack = d.compile("SELECT " + acquired(f) + " FROM " + t + " WHERE name = @name AND token = @token")
-	d.release = d.compile("DELETE FROM " + t + " WHERE name = @name AND token = @token")
-	d.unlock = d.compile("DELETE FROM " + t + " WHERE name = @name")
-	if d.kind == "postgres" {
-		// A release returns the count of rows it deleted, commits without
-		// waiting for the disk where it may (lazyCommit), and announces
-		// itself to a notifier.
-		del := func(where, notify string) stmt {
-			return d.compile("WITH d AS (DELETE FROM " + t + " WHERE " + where + " RETURNING name, locked_until) " +
-				"SELECT count(*) FROM d" + lazyCommit + notify)
+// use compiles the engine's statements s into d.
+func (d *dialect) use(s engine.Statements) {
+	d.columns = s.Columns
+	for _, c := range []struct {
+		st   *stmt
+		text string
+	}{
+		{&d.acquire, s.Acquire}, {&d.acquireExec, s.AcquireExec}, {&d.readBack, s.ReadBack},
+		{&d.release, s.Release}, {&d.releaseNotify, s.ReleaseNotify}, {&d.releaseWatched, s.ReleaseWatched},
+		{&d.unlock, s.Unlock}, {&d.unlockNotify, s.UnlockNotify}, {&d.unlockWatched, s.UnlockWatched},
+		{&d.liveFlag, s.LiveFlag}, {&d.isLocked, s.IsLocked}, {&d.get, s.Get}, {&d.list, s.List}, {&d.listAfter, s.ListAfter},
+		{&d.renewMax, s.RenewMax}, {&d.renewAdd, s.RenewAdd}, {&d.readUntil, s.ReadUntil}, {&d.casUntil, s.CasUntil},
+		{&d.clean, s.Clean}, {&d.reset, s.Reset},
+		{&d.fenceBump, s.FenceBump}, {&d.tidbNoWait, s.NoWait}, {&d.fenceBumpBounded, s.FenceBumpBounded},
+	} {
+		if c.text != "" {
+			*c.st = d.compile(c.text)
 		}
-		own, named := "name = @name AND token = @token AND "+pgBound, "name = @name AND "+pgBound
-		d.release, d.releaseNotify, d.releaseWatched = del(own, ""), del(own, notifyAlways), del(own, notifyIfWatched)
-		d.unlock, d.unlockNotify, d.unlockWatched = del(named, ""), del(named, notifyAlways), del(named, notifyIfWatched)
-		d.deleteCounts = true
 	}
-	d.liveFlag = d.compile("CASE WHEN " + live + " THEN 1 ELSE 0 END")
-	d.isLocked = d.compile("SELECT COUNT(*) FROM " + t + " WHERE name = @name AND " + live)
-	d.renewMax = d.compile(d.renewSQL(f, f.greatest+"(locked_until, "+f.until+")"))
-	if !d.addTimeInClient { // SQLite adds in Go: readUntil, casUntil
-		d.renewAdd = d.compile(d.renewSQL(f, f.addExpiry(f.greatest+"(locked_until, "+f.now+")")))
-	}
-	d.readUntil = d.compile("SELECT locked_until || '' FROM " + t + " WHERE name = @name AND token = @token")
-	d.casUntil = d.compile("UPDATE " + t + " SET locked_until = @until, updated_at = @now" +
-		" WHERE name = @name AND token = @token AND locked_until = @old")
-	d.clean = d.compile(strings.NewReplacer("{t}", t, "{expired}", "locked_until <= "+f.now+d.pgBound()).Replace(f.cleanBatch))
-	d.reset = d.compile("DELETE FROM " + t + " WHERE true" + d.pgBound())
-	// List reads pages in the order of the primary key's index, by the
-	// column's own collation in both the ORDER BY and the keyset, so that
-	// each page is a range of the index and pages neither skip nor repeat
-	// a name; List puts them in byte order itself (COLLATE "C" here would
-	// sort the whole table on PostgreSQL for every page).
-	page := " ORDER BY name LIMIT @limit"
-	d.list = d.compile("SELECT " + d.columns + " FROM " + t + " WHERE " + live + page)
-	d.listAfter = d.compile("SELECT " + d.columns + " FROM " + t + " WHERE name > @after AND " + live + page)
-	d.get = d.compile("SELECT " + d.columns + " FROM " + t + " WHERE name = @name AND " + live)
-}
-
-// lazyCommit lets a release on PostgreSQL commit without waiting for its
-// WAL to reach the disk (synchronous_commit off, for this transaction only)
-// when @lazy is true (not inside the caller's transaction) and the lock had
-// an expiry. A crash of the server within a fraction of a second after such
-// a release can undo it: the lock is then held again until it expires,
-// which is what a holder that crashed before releasing costs too; no two
-// holders can come of it, since an acquisition's own commit waits for the
-// disk, and the WAL before it, this release included. A lock that never
-// expires is released durably, as it would otherwise stay held for good.
-const lazyCommit = " LEFT JOIN LATERAL (SELECT set_config('synchronous_commit', 'off', true)" +
-	" WHERE @lazy AND d.locked_until IS NOT NULL) lazy ON true"
-
-// notifyAlways joins a deleted row d to a NOTIFY of its name.
-const notifyAlways = " LEFT JOIN LATERAL (SELECT pg_notify(@channel, @origin || d.name)) n ON true"
-
-// notifyIfWatched joins a deleted row d to a NOTIFY of its name sent only
-// when some session holds the shared advisory lock a Watcher takes while
-// its process waits for the name: the exclusive lock is then not to be had.
-// When it is, it is held until the release commits (the end of its own
-// statement, outside WithTx), and let go with the transaction whatever
-// happens to it; advisory locks live in memory, so the test costs no I/O
-// and no NOTIFY, which PostgreSQL serialises across all the commits that
-// send one.
-const notifyIfWatched = " LEFT JOIN LATERAL (SELECT pg_notify(@channel, @origin || d.name)" +
-	" WHERE NOT pg_try_advisory_xact_lock(hashtext(@channel), hashtext(d.name))) n ON true"
-
-// acquireSQL is the one-statement acquisition: insert, or take over a row
-// whose expiry has passed, and return the row as it stands afterwards.
-// The caller won when the returned token is its own.
-func (d *dialect) acquireSQL(f fragments, withReturning bool) string {
-	row := "@name, @by, @pid, " + f.until + ", @token, " + f.fenceNow + ", " + f.now + ", " + f.now
-	source := " VALUES (" + row + ")"
-	if f.fenceLock != "" {
-		source = " SELECT " + row + f.fenceLock
-	}
-	insert := strings.ReplaceAll(f.fenceWith+"INSERT INTO "+d.table+f.insertAlias+
-		" (name, locked_by, lock_process, locked_until, token, fence, created_at, updated_at)"+source, "{fences}", d.fenceTable)
-	returning := " RETURNING " + acquired(f)
-	switch {
-	case !withReturning:
-		returning = ""
-	case d.clientClock: // the caller knows the times it passed
-		returning = " RETURNING token, fence"
-	}
-	if d.kind == "mysql" {
-		// A later assignment sees the columns already assigned, so locked_until,
-		// which decides "expired", is assigned last.
-		expired := "locked_until <= UTC_TIMESTAMP(6)"
-		set := func(col, val string) string { return col + " = IF(" + expired + ", " + val + ", " + col + ")" }
-		return insert + " ON DUPLICATE KEY UPDATE " + strings.Join([]string{
-			set("locked_by", "VALUES(locked_by)"), set("lock_process", "VALUES(lock_process)"),
-			set("token", "VALUES(token)"), set("fence", "GREATEST(fence + 1, VALUES(fence))"),
-			set("created_at", "VALUES(created_at)"), set("updated_at", "VALUES(updated_at)"),
-			set("locked_until", "VALUES(locked_until)"),
-		}, ", ") + returning
-	}
-	x, p := f.excluded, f.rowPrefix
-	return insert + " ON CONFLICT (name) DO UPDATE SET locked_by = " + x + ".locked_by, lock_process = " + x +
-		".lock_process, locked_until = " + x + ".locked_until, token = " + x + ".token, fence = " + f.greatest +
-		"(" + p + "fence + 1, " + x + ".fence), created_at = " + x + ".created_at, updated_at = " + x + ".updated_at" +
-		" WHERE " + p + "locked_until <= " + f.now + returning
-}
-
-// fenceBuckets is how many rows MySQL's <table>_fence holds: an acquisition
-// locks the one its name hashes to, as PostgreSQL's takes an advisory lock.
-const fenceBuckets = "1024" // = 32 × 32, see migrateMySQLFences
-
-// acquired lists what an acquisition reads back: the token (the caller's
-// own if it won), the fence, the expiry and the acquisition time.
-func acquired(f fragments) string {
-	return "token, fence, " + f.micros("locked_until") + ", " + f.micros("created_at")
-}
-
-// renewSQL is the owner-checked renewal: by name and token, never shortening
-// a lock and keeping a never-expiring one so (∞ + d = ∞). A renewal with
-// no expiry (@micros / @until NULL) makes the lock never expire.
-func (d *dialect) renewSQL(f fragments, extended string) string {
-	newUntil := "CASE WHEN locked_until IS NULL OR " + f.noExpiry + " THEN NULL ELSE " + extended + " END"
-	where := " WHERE name = @name AND token = @token"
-	if d.renewViaLastInsertID {
-		// fence + 0 * LAST_INSERT_ID(…) carries the new expiry back (1: never);
-		// assigned first, it reads the old locked_until under any sql_mode.
-		return "UPDATE " + d.table + " SET fence = fence + 0 * LAST_INSERT_ID(COALESCE(" + f.micros(newUntil) +
-			", 1)), locked_until = " + newUntil + ", updated_at = " + f.now + where
-	}
-	return "UPDATE " + d.table + " SET locked_until = " + newUntil + ", updated_at = " + f.now + where + d.pgBound() +
-		" RETURNING " + f.micros("locked_until")
+	d.deleteCounts = s.ReleaseCounts
 }
 
 // sqliteTimeLayout is how Django, and lockmgr, write times to SQLite.

@@ -8,10 +8,12 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+
+	"github.com/gormlock/lockmgr/internal/engine"
 )
 
 // The SQL of MySQL/MariaDB fencing: the side structures that
-// migrateMySQLFences creates (see dialect.go for the statements).
+// migrateMySQLFences creates (see internal/engine/mysql.go for the statements).
 
 // fenceTrigger is one of the triggers that give MySQL/MariaDB fences.
 type fenceTrigger struct {
@@ -39,7 +41,7 @@ type fenceTrigger struct {
 // trigger on the table makes MariaDB report insert id 0 for the renewal's
 // LAST_INSERT_ID(expr), which is how the new expiry comes back.
 func (d *dialect) fenceTriggerDDL() []fenceTrigger {
-	bucket := " WHERE id = CRC32(NEW.name) % " + fenceBuckets
+	bucket := " WHERE id = CRC32(NEW.name) % " + engine.FenceBuckets
 	name := d.sideName("_fence_bi")
 	return []fenceTrigger{{name: name, ddl: "CREATE TRIGGER IF NOT EXISTS " + d.qualify(name) +
 		" BEFORE INSERT ON " + d.table + " FOR EACH ROW BEGIN " +
@@ -70,10 +72,10 @@ func (d *dialect) qualify(name string) string {
 	return "`" + name + "`"
 }
 
-// fenceRows is how many rows MySQL's <table>_fence holds (fenceBuckets).
+// fenceRows is how many rows MySQL's <table>_fence holds (engine.FenceBuckets).
 const fenceRows = 1024
 
-// migrateMySQLFences creates <table>_fence (fenceBuckets rows, each with
+// migrateMySQLFences creates <table>_fence (engine.FenceBuckets rows, each with
 // the high-water mark of the fences of the names that hash to it) and the
 // triggers that raise it (fenceTriggerDDL; TiDB has none and raises it in
 // the acquisition's own transaction, dialect.fenceBump), or completes what
@@ -169,7 +171,7 @@ func (m *Manager) addFenceHWM(ctx context.Context, db *gorm.DB) error {
 		return err
 	}
 	return m.retrying(ctx, func() error {
-		return db.Exec("UPDATE " + m.d.fenceTable + " f JOIN (SELECT CRC32(name) % " + fenceBuckets +
+		return db.Exec("UPDATE " + m.d.fenceTable + " f JOIN (SELECT CRC32(name) % " + engine.FenceBuckets +
 			" AS id, MAX(fence) AS top FROM " + m.d.table + " GROUP BY 1) x ON f.id = x.id SET f.hwm = GREATEST(f.hwm, x.top)").Error
 	})
 }
@@ -205,7 +207,7 @@ func (m *Manager) mysqlFenceGaps(db *gorm.DB) ([]string, error) {
 	if err := db.Raw("SELECT COUNT(*) FROM " + m.d.fenceTable).Scan(&n).Error; err != nil {
 		return nil, err
 	} else if n != fenceRows {
-		gaps = append(gaps, fmt.Sprintf("%s has %d of %s bucket rows", fence, n, fenceBuckets))
+		gaps = append(gaps, fmt.Sprintf("%s has %d of %s bucket rows", fence, n, engine.FenceBuckets))
 	}
 	if !m.d.fenceTriggers {
 		return gaps, nil

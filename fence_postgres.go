@@ -1,6 +1,10 @@
 package lockmgr
 
-import "gorm.io/gorm"
+import (
+	"gorm.io/gorm"
+
+	"github.com/gormlock/lockmgr/internal/engine"
+)
 
 // PostgreSQL fences. An acquisition first raises the high-water mark (hwm)
 // of its name's bucket in <table>_fence to GREATEST(hwm + 1, the clock in
@@ -18,17 +22,10 @@ import "gorm.io/gorm"
 // upsert), so the side table needs no seeding; AutoMigrate starts each
 // bucket at the highest fence of the rows it already holds.
 
-// postgresFenceBump is the WITH clause of PostgreSQL's acquisition: f.hwm
-// is the new fence. Its row source evaluates the lock-wait bound before
-// the upsert takes any lock (pgBound, lockwait.go).
-var postgresFenceBump = "WITH f AS (INSERT INTO {fences} AS h (id, hwm)" +
-	" SELECT " + postgresBucket("@name") + ", (extract(epoch from clock_timestamp()) * 1000000)::bigint" +
-	" FROM (SELECT 1 WHERE " + pgBound + ") bound" +
-	" ON CONFLICT (id) DO UPDATE SET hwm = GREATEST(h.hwm + 1, EXCLUDED.hwm) RETURNING hwm) "
-
-// postgresBucket is the bucket a name hashes to: 0 to fenceBuckets-1.
+// postgresBucket is the bucket a name hashes to: 0 to engine.FenceBuckets-1, as
+// the acquisition's own (engine.Postgres) hashes it.
 func postgresBucket(name string) string {
-	return "(hashtext(" + name + ") & (" + fenceBuckets + " - 1))"
+	return "(hashtext(" + name + ") & (" + engine.FenceBuckets + " - 1))"
 }
 
 // postgresFenceDDL creates <table>_fence, and seeds it from the lock

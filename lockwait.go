@@ -59,11 +59,6 @@ const lockWaitBound = 50 * time.Millisecond
 // pgLockTimeout is lockWaitBound as PostgreSQL's lock_timeout.
 var pgLockTimeout = strconv.FormatInt(lockWaitBound.Milliseconds(), 10) + "ms"
 
-// pgBound sets lock_timeout for the rest of the statement's transaction
-// when @bounded; it is evaluated in a row source or a filter that comes
-// before any lock the statement takes.
-var pgBound = "(NOT @bounded OR set_config('lock_timeout', '" + pgLockTimeout + "', true) <> '')"
-
 // mariadbBound gives up a row-lock wait at once (whole seconds, 0 = none).
 const mariadbBound = "innodb_lock_wait_timeout=0"
 
@@ -205,15 +200,6 @@ func (m *Manager) sqliteWriteTx(ctx context.Context, tx *gorm.DB, fn func(tx *Ma
 		return err
 	}
 	return fn(m)
-}
-
-// pgBound is " AND pgBound" on PostgreSQL, for the WHERE of a statement
-// that locks the rows it finds; empty elsewhere.
-func (d *dialect) pgBound() string {
-	if d.kind != "postgres" {
-		return ""
-	}
-	return " AND " + pgBound
 }
 
 // holderPatience is how long a call that does not acquire (a release,

@@ -6,7 +6,7 @@ import (
 )
 
 // The per-database SQL of the migration and of the schema check. The lock
-// statements themselves are in dialect.go.
+// statements themselves are in internal/engine.
 
 // catalog is how one database describes a table's columns and side
 // structures. columns takes (schema or NULL, table) and returns name,

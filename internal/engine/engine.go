@@ -5,8 +5,11 @@ import (
 	"slices"
 )
 
-// Engine is one database's reading of the errors its driver returns.
+// Engine is one database's lock statements and its reading of the errors
+// its driver returns.
 type Engine interface {
+	// Statements are the engine's lock statements for the table t.
+	Statements(t Table) Statements
 	// Retryable reports a transaction the database aborted to break a
 	// deadlock or a serialization conflict, which a fresh attempt can get
 	// past; a lock wait that timed out is not one (LockWaitTimeout). Inside
@@ -27,14 +30,20 @@ type Engine interface {
 	SchemaShaped(err error) bool
 }
 
+// Server is what an engine needs to know of the server behind "mysql".
+type Server struct {
+	TiDB      bool // a TiDB server
+	Returning bool // it takes INSERT … RETURNING (MariaDB 10.5+)
+}
+
 // For returns the Engine of a GORM dialector name ("postgres", "mysql" or
-// "sqlite"; tidb for a TiDB server behind "mysql"), or nil for another.
-func For(kind string, tidb bool) Engine {
+// "sqlite"; srv says which server is behind "mysql"), or nil for another.
+func For(kind string, srv Server) Engine {
 	switch kind {
 	case "postgres":
 		return Postgres{}
 	case "mysql":
-		return MySQL{TiDB: tidb}
+		return MySQL{TiDB: srv.TiDB, Returning: srv.Returning}
 	case "sqlite":
 		return SQLite{}
 	}

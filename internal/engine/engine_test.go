@@ -13,7 +13,7 @@ func (e pgError) Error() string    { return "ERROR: (SQLSTATE " + e.state + ")" 
 func (e pgError) SQLState() string { return e.state }
 
 func TestErrors(t *testing.T) {
-	pg, my, ti, lite := For("postgres", false), For("mysql", false), For("mysql", true), For("sqlite", false)
+	pg, my, ti, lite := For("postgres", Server{}), For("mysql", Server{}), For("mysql", Server{TiDB: true}), For("sqlite", Server{})
 	wrap := func(err error) error { return fmt.Errorf("lockmgr: acquire %q: %w", "n", err) }
 	for _, c := range []struct {
 		name string
@@ -54,7 +54,7 @@ func TestErrors(t *testing.T) {
 			t.Errorf("%s: got %v, want %v", c.name, c.got, c.want)
 		}
 	}
-	if For("oracle", false) != nil {
+	if For("oracle", Server{}) != nil {
 		t.Error("For: an unsupported kind has an engine")
 	}
 }

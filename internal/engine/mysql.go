@@ -7,6 +7,9 @@ import "strings"
 // "Error <number> …".
 type MySQL struct {
 	TiDB bool // a TiDB server, with write conflicts of its own
+	// Returning: the server takes INSERT … RETURNING (MariaDB 10.5+);
+	// elsewhere an acquisition reads its row back by token (ReadBack).
+	Returning bool
 }
 
 // Retryable: 1213 (deadlock found; on Galera also a certification
@@ -73,4 +76,104 @@ func containsAny(s string, subs ...string) bool {
 		}
 	}
 	return false
+}
+
+// myMicros reads a timestamp column as microseconds since the epoch.
+func myMicros(col string) string { return "TIMESTAMPDIFF(MICROSECOND, '1970-01-01', " + col + ")" }
+
+// myColumns reads a whole lock row, its times as microseconds.
+var myColumns = "name, COALESCE(locked_by, ''), lock_process, " + myMicros("locked_until") + ", token, fence, " +
+	myMicros("created_at") + ", " + myMicros("updated_at")
+
+// myLive is true for a row that has not expired by the database's clock.
+const myLive = `(locked_until IS NULL OR locked_until > UTC_TIMESTAMP(6))`
+
+// Statements are MySQL's, MariaDB's and TiDB's. Expiry is judged by the
+// database's clock (UTC_TIMESTAMP(6)) and times are read back as
+// microseconds. On MySQL and MariaDB, an acquisition's fence is only a
+// floor: the BEFORE INSERT trigger raises it above its bucket's high-water
+// mark, which certification orders on Galera whatever a node's clock says.
+// MySQL has no UPDATE … RETURNING: a renewal's new expiry comes back
+// through LAST_INSERT_ID(expr), 0 meaning no row matched.
+func (e MySQL) Statements(t Table) Statements {
+	s := Statements{
+		Columns: myColumns,
+		Acquire: t.sql(e.acquire(e.Returning)),
+		ReadBack: t.sql(`SELECT token, fence, ` + myMicros("locked_until") + `, ` + myMicros("created_at") +
+			` FROM {table} WHERE name = @name AND token = @token`),
+		Release:  t.sql(`DELETE FROM {table} WHERE name = @name AND token = @token`),
+		Unlock:   t.sql(`DELETE FROM {table} WHERE name = @name`),
+		LiveFlag: `CASE WHEN ` + myLive + ` THEN 1 ELSE 0 END`,
+		IsLocked: t.sql(`SELECT COUNT(*) FROM {table} WHERE name = @name AND ` + myLive),
+		Get:      t.sql(`SELECT ` + myColumns + ` FROM {table} WHERE name = @name AND ` + myLive),
+		List:     t.sql(`SELECT ` + myColumns + ` FROM {table} WHERE ` + myLive + ` ORDER BY name LIMIT @limit`),
+		ListAfter: t.sql(`SELECT ` + myColumns + ` FROM {table}
+			WHERE name > @after AND ` + myLive + ` ORDER BY name LIMIT @limit`),
+		RenewMax: t.sql(myRenew(`GREATEST(locked_until, DATE_ADD(UTC_TIMESTAMP(6), INTERVAL @micros MICROSECOND))`)),
+		RenewAdd: t.sql(myRenew(`DATE_ADD(GREATEST(locked_until, UTC_TIMESTAMP(6)), INTERVAL @micros MICROSECOND)`)),
+		// MySQL takes no LIMIT in an IN subquery; the ORDER BY, the index's
+		// own, makes the statement safe for statement-based replication.
+		Clean: t.sql(`DELETE FROM {table} WHERE locked_until <= UTC_TIMESTAMP(6) ORDER BY locked_until, name LIMIT @limit`),
+		Reset: t.sql(`DELETE FROM {table} WHERE true`),
+	}
+	if e.Returning {
+		s.AcquireExec = t.sql(e.acquire(false))
+	}
+	if e.TiDB {
+		s.FenceBump = t.sql(`UPDATE ` + tidbFenceBump)
+		s.FenceBumpBounded = t.sql(`UPDATE /*+ SET_VAR(innodb_lock_wait_timeout=1) */ ` + tidbFenceBump)
+		s.NoWait = t.sql(`SELECT 1 FROM {table} WHERE name = @name FOR UPDATE NOWAIT`)
+	}
+	t.clientAddTime(&s)
+	return s
+}
+
+// acquire is the upsert, returning the row as it then stands if
+// returning. A later assignment sees the columns already assigned, so
+// locked_until, which decides "expired", is assigned last.
+func (e MySQL) acquire(returning bool) string {
+	source := `VALUES (@name, @by, @pid, DATE_ADD(UTC_TIMESTAMP(6), INTERVAL @micros MICROSECOND), @token,
+		TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6)), UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))`
+	if e.TiDB { // the fence from the bucket that FenceBump raised, locked
+		source = `SELECT @name, @by, @pid, DATE_ADD(UTC_TIMESTAMP(6), INTERVAL @micros MICROSECOND), @token,
+			hwm, UTC_TIMESTAMP(6), UTC_TIMESTAMP(6)
+			FROM {fences} WHERE id = CRC32(@name) % {buckets} FOR UPDATE`
+	}
+	q := `INSERT INTO {table} (name, locked_by, lock_process, locked_until, token, fence, created_at, updated_at) ` + source + `
+		ON DUPLICATE KEY UPDATE
+			locked_by = IF(locked_until <= UTC_TIMESTAMP(6), VALUES(locked_by), locked_by),
+			lock_process = IF(locked_until <= UTC_TIMESTAMP(6), VALUES(lock_process), lock_process),
+			token = IF(locked_until <= UTC_TIMESTAMP(6), VALUES(token), token),
+			fence = IF(locked_until <= UTC_TIMESTAMP(6), GREATEST(fence + 1, VALUES(fence)), fence),
+			created_at = IF(locked_until <= UTC_TIMESTAMP(6), VALUES(created_at), created_at),
+			updated_at = IF(locked_until <= UTC_TIMESTAMP(6), VALUES(updated_at), updated_at),
+			locked_until = IF(locked_until <= UTC_TIMESTAMP(6), VALUES(locked_until), locked_until)`
+	if returning {
+		q += ` RETURNING token, fence, ` + myMicros("locked_until") + `, ` + myMicros("created_at")
+	}
+	return q
+}
+
+// tidbFenceBump raises the name's bucket's high-water mark, after UPDATE.
+// With several TiDB servers, UTC_TIMESTAMP() is the clock of whichever
+// server runs the statement, so a fence read from it after a release can
+// be lower than the previous holder's. An acquisition instead first raises
+// its bucket's mark, in the same transaction, a write that TiDB orders
+// after every earlier write of the bucket, and takes the fence from it;
+// the clock is only a floor that keeps fences near the ones written before
+// the table was on TiDB.
+const tidbFenceBump = `{fences} SET hwm = GREATEST(hwm + 1, TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6)))
+	WHERE id = CRC32(@name) % {buckets}`
+
+// myRenew is the owner-checked renewal to the expiry extended, never
+// shortening a lock and keeping a never-expiring one so; a renewal with no
+// expiry (@micros NULL) makes the lock never expire. fence + 0 *
+// LAST_INSERT_ID(…) carries the new expiry back (1: never); assigned
+// first, it reads the old locked_until under any sql_mode.
+func myRenew(extended string) string {
+	newUntil := `CASE WHEN locked_until IS NULL OR @micros IS NULL THEN NULL ELSE ` + extended + ` END`
+	return `UPDATE {table}
+		SET fence = fence + 0 * LAST_INSERT_ID(COALESCE(` + myMicros(newUntil) + `, 1)),
+			locked_until = ` + newUntil + `, updated_at = UTC_TIMESTAMP(6)
+		WHERE name = @name AND token = @token`
 }

@@ -1,0 +1,72 @@
+package engine
+
+import "strings"
+
+// Statements are one engine's lock statements for one table, as SQL with
+// @name placeholders, which package lockmgr compiles into the driver's
+// own. An empty text is a statement the engine does not have.
+type Statements struct {
+	Columns string // what a SELECT of whole lock rows reads, in Lock's order
+
+	// Acquire inserts a name's row, or takes over one whose expiry has
+	// passed, and returns the row as it then stands; AcquireExec is Acquire
+	// without RETURNING and ReadBack reads the acquired row by token.
+	Acquire, AcquireExec, ReadBack string
+	// Release and Unlock delete a name's row, by token or not; the Notify
+	// and Watched forms also send a NOTIFY of it (always, or only when a
+	// Watcher waits for the name).
+	Release, ReleaseNotify, ReleaseWatched string
+	Unlock, UnlockNotify, UnlockWatched    string
+	// ReleaseCounts: Release and Unlock return the count of rows they
+	// deleted as a row, not as rows affected.
+	ReleaseCounts bool
+
+	LiveFlag  string // an expression: 1 for a live row, else 0
+	IsLocked  string // counts the name's live row
+	Get       string // the name's live row
+	List      string // the first page of live rows, in the index's order
+	ListAfter string // the page after @after
+
+	// RenewMax and RenewAdd are the owner-checked renewals: expiry set to
+	// now+@micros (never shortened), or added to it. ReadUntil and
+	// CasUntil are AddTime done in the client: the expiry read, and
+	// written back only if unchanged.
+	RenewMax, RenewAdd, ReadUntil, CasUntil string
+
+	Clean string // deletes up to @limit expired rows
+	Reset string // deletes every row
+
+	// FenceBump raises the high-water mark of the name's fence bucket;
+	// NoWait locks the name's row or gives up at once; FenceBumpBounded is
+	// FenceBump waiting 1 s at most (TiDB).
+	FenceBump, NoWait, FenceBumpBounded string
+}
+
+// Table is one lock table as its statements name it.
+type Table struct {
+	Name   string // the lock table, quoted
+	Fences string // its side table of fence high-water marks, quoted
+	// LockTimeout is the lock-wait bound of an @bounded statement, as
+	// PostgreSQL's lock_timeout reads it ("50ms").
+	LockTimeout string
+}
+
+// FenceBuckets is how many fence buckets a lock table's side table holds
+// (PostgreSQL, MySQL): an acquisition locks the one its name hashes to.
+const FenceBuckets = "1024" // = 32 × 32
+
+// sql makes a statement written over several lines one line, with single
+// spaces, and names t's tables in it: {table}, {fences}, {lock_timeout}.
+func (t Table) sql(text string) string {
+	return strings.NewReplacer("{table}", t.Name, "{fences}", t.Fences, "{lock_timeout}", t.LockTimeout,
+		"{buckets}", FenceBuckets).Replace(strings.Join(strings.Fields(text), " "))
+}
+
+// clientAddTime sets ReadUntil and CasUntil, which only SQLite runs, but
+// every engine has had compiled.
+func (t Table) clientAddTime(s *Statements) {
+	s.ReadUntil = t.sql(`SELECT locked_until || '' FROM {table} WHERE name = @name AND token = @token`)
+	s.CasUntil = t.sql(`
+		UPDATE {table} SET locked_until = @until, updated_at = @now
+		WHERE name = @name AND token = @token AND locked_until = @old`)
+}
