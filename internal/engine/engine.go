@@ -43,7 +43,7 @@ func For(kind string, srv Server) Engine {
 	case "postgres":
 		return Postgres{}
 	case "mysql":
-		return MySQL{TiDB: srv.TiDB, Returning: srv.Returning}
+		return MySQL(srv) // the same fields: a Server is what MySQL knows
 	case "sqlite":
 		return SQLite{}
 	}
