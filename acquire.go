@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/gormlock/lockmgr/internal/engine"
 )
 
 // GetLock takes the named lock for Expires (default DefaultExpires) in one
@@ -24,23 +26,17 @@ func (m *Manager) GetLock(ctx context.Context, name string, opts ...LockOption) 
 	return l, err
 }
 
-// tryAcquire is one attempt: the conditional upsert of dialect.acquire.
+// tryAcquire is one attempt: the engine's acquisition (engine.Engine.Acquire).
 func (m *Manager) tryAcquire(ctx context.Context, name string, c *lockConfig, start time.Time) (*Lock, error) {
 	l := &Lock{Name: name, LockedBy: m.lockedBy(c), Token: newToken()}
 	var v values
-	now, until := m.d.fill(&v, c.expires)
+	times := m.d.fill(&v, c.expires)
 	v[aName], v[aBy], v[aToken] = name, l.LockedBy, l.Token
 	if pid := process(c); pid != 0 {
 		l.LockProcess, v[aPid] = &pid, pid
 	}
 	if err := m.fitsLockedBy(ctx, l.LockedBy); err != nil {
 		return nil, err
-	}
-	var token string
-	var dbUntil, dbCreated any
-	dest := []any{&token, &l.Fence, &dbUntil, &dbCreated}
-	if m.d.clientClock {
-		dest = dest[:2]
 	}
 	if err := ctx.Err(); err != nil { // nothing sent yet: nothing to undo
 		return nil, fmt.Errorf("lockmgr: acquire %q: %w", name, context.Cause(ctx))
@@ -50,21 +46,23 @@ func (m *Manager) tryAcquire(ctx context.Context, name string, c *lockConfig, st
 	// server, and leave the lock held by a token nobody has.
 	actx, cancel := m.detached(ctx)
 	attempt := time.Now()
-	found, err := m.runAcquireOnce(actx, &v, dest...)
+	r := &runner{m: m, v: &v}
+	a, found, err := m.d.eng.Acquire(actx, r, times)
 	// A server that gives up a lock wait at once (MariaDB counts whole
 	// seconds) is asked again until the bound has passed (lockwait.go).
-	for m.d.eng.LockWaitTimeout(err) && m.bounded() && (!m.inTx || m.d.kind == "mysql") && time.Since(attempt) < lockWaitBound &&
-		sleep(ctx, jitter(minBackoff)) == nil {
-		found, err = m.runAcquireOnce(actx, &v, dest...)
+	for m.d.eng.LockWaitTimeout(err) && m.bounded() && (!m.inTx || m.d.eng.TimeoutKeepsTx()) &&
+		time.Since(attempt) < lockWaitBound && sleep(ctx, jitter(minBackoff)) == nil {
+		a, found, err = m.d.eng.Acquire(actx, r, times)
 	}
 	cancel()
+	l.Fence = a.Fence
 	if m.d.eng.LockWaitTimeout(err) {
 		// Another transaction holds the row (or SQLite's write lock): the
 		// name is held; the statement gave up and changed nothing.
 		m.event(ctx, m.hooks.OnContended, &Lock{Name: name}, start, "lockmgr: contended")
 		return nil, heldError(name)
 	}
-	won := err == nil && found && token == l.Token
+	won := err == nil && found && a.Token == l.Token
 	if won && ctx.Err() != nil { // the caller gave up meanwhile: give the lock back
 		m.undo(ctx, l, nil)
 		return nil, fmt.Errorf("lockmgr: acquire %q: %w", name, context.Cause(ctx))
@@ -81,11 +79,11 @@ func (m *Manager) tryAcquire(ctx context.Context, name string, c *lockConfig, st
 	if err != nil {
 		return nil, fmt.Errorf("lockmgr: acquire %q: %w", name, err)
 	}
-	if !found || token != l.Token {
+	if !found || a.Token != l.Token {
 		m.event(ctx, m.hooks.OnContended, &Lock{Name: name}, start, "lockmgr: contended")
 		return nil, heldError(name)
 	}
-	if err := setAcquiredTimes(l, m.d.clientClock, now, until, dbUntil, dbCreated); err != nil {
+	if err := setAcquiredTimes(l, a.Until, a.Created); err != nil {
 		return nil, fmt.Errorf("lockmgr: acquire %q: %w", name, err)
 	}
 	m.event(ctx, m.hooks.OnAcquire, l, start, "lockmgr: acquired")
@@ -129,7 +127,7 @@ func (m *Manager) undo(ctx context.Context, l *Lock, cause error) {
 	release := func() error {
 		var v values
 		v[aName], v[aToken] = l.Name, l.Token
-		n, err := m.delete(rctx, m.d.release, m.d.releaseNotify, m.d.releaseWatched, &v)
+		n, err := m.delete(rctx, engine.StRelease, &v)
 		if n > 0 {
 			wakeLocal(m.dbID, m.tableName, l.Name)
 		}
@@ -154,44 +152,15 @@ func (m *Manager) undo(ctx context.Context, l *Lock, cause error) {
 	}
 }
 
-// runAcquireOnce runs the acquisition and reads back the row as it stands;
-// query and exec repeat a statement the database rolled back (InnoDB
-// breaks deadlocks of a statement racing a release; Galera fails the later
-// of two conflicting writes on different nodes). Without RETURNING (MySQL
-// 8) a second statement reads the row back by token; an unchanged row (0
-// affected) means the name is held.
-func (m *Manager) runAcquireOnce(ctx context.Context, v *values, dest ...any) (bool, error) {
-	if m.d.fenceBump.sql != "" {
-		return m.acquireBumpingFence(ctx, v, dest...)
-	}
-	s := m.d.acquire
-	if m.d.acquireExec.sql != "" && m.onGalera(ctx) { // see galera.go
-		s = m.d.acquireExec
-	} else if m.d.srv.returning {
-		return m.query(ctx, s, v, dest...)
-	}
-	n, err := m.exec(ctx, s, v)
-	if err != nil || n == 0 {
-		return false, err
-	}
-	return m.query(ctx, m.d.readBack, v, dest...)
-}
-
-// setAcquiredTimes sets l's expiry and acquisition time: the ones this
-// process passed (SQLite), or the ones the database returned.
-func setAcquiredTimes(l *Lock, clientClock bool, now, until time.Time, dbUntil, dbCreated any) error {
-	if clientClock {
-		if !until.IsZero() {
-			l.LockedUntil = &until
-		}
-		l.CreatedAt, l.UpdatedAt = now, now
-		return nil
-	}
+// setAcquiredTimes sets l's expiry and acquisition time as the engine
+// read them (engine.Acquired): the ones this process passed (SQLite), or
+// the ones the database returned.
+func setAcquiredTimes(l *Lock, until, created any) error {
 	var err error
-	if l.LockedUntil, err = toTime(dbUntil); err != nil {
+	if l.LockedUntil, err = toTime(until); err != nil {
 		return err
 	}
-	t, err := toTime(dbCreated)
+	t, err := toTime(created)
 	if err == nil && t != nil {
 		l.CreatedAt, l.UpdatedAt = *t, *t
 	}

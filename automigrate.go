@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
+	"time"
 
 	"gorm.io/gorm"
+
+	"github.com/gormlock/lockmgr/internal/engine"
 )
 
 // AutoMigrate creates the lock table, or completes an existing one: one
@@ -55,12 +57,13 @@ func (m *Manager) AutoMigrate(ctx context.Context) error {
 	return nil
 }
 
-// migrate brings the table, then its side structures, up to date.
+// migrate brings the table, then its side structures, up to date, as the
+// engine migrates (engine.Migrator); the lock statements of
+// internal/engine depend on them.
 func (m *Manager) migrate(ctx context.Context, db *gorm.DB) error {
-	if m.d.srv.tidb && !m.mig.firstUse {
-		if err := m.restoreTiDBTable(db); err != nil {
-			return err
-		}
+	mg := m.migration(ctx)
+	if err := m.d.eng.Restore(db, mg); err != nil {
+		return err
 	}
 	r, err := m.inspect(ctx, db)
 	if err != nil {
@@ -69,168 +72,35 @@ func (m *Manager) migrate(ctx context.Context, db *gorm.DB) error {
 	if r.missing && m.mig.firstUse { // another connection saw it: never make a second one
 		return m.schemaError(r, errors.New("a first use creates no table; on PostgreSQL, check that every pooled connection has one search_path"))
 	}
-	switch m.d.kind {
-	case "postgres":
-		err = m.migratePostgres(db, r)
-	case "mysql":
-		err = m.migrateMySQL(db, r)
-	case "sqlite":
-		err = m.migrateSQLite(db, r)
+	mg.Cols, mg.Usable = r.cols, r.usable()
+	return m.d.eng.Migrate(ctx, db, mg)
+}
+
+// migration is what the engine's migration of m's table is given.
+func (m *Manager) migration(ctx context.Context) engine.Migration {
+	mg := engine.Migration{
+		Table: m.d.engineTable(m.tableName), FirstUse: m.mig.firstUse, LockWait: m.mig.lockWait,
+		Retrying: m.retrying, Conn: mconn{m}, OnConn: m.onConn, Wait: waitFor(ctx), Model: &Lock{},
+		Pause:   sleep,
+		Backoff: func(ctx context.Context) error { return sleep(ctx, jitter(minBackoff)) },
 	}
+	if m.inTx {
+		mg.LockWait = 0 // the caller's transaction keeps its own settings
+	} else {
+		mg.Exclusive = m.exclusive
+	}
+	return mg
+}
+
+// exclusive runs fn holding the lock name of m's table. The table exists
+// by now; the lock must not wait for the table check, which waits for the
+// migration.
+func (m *Manager) exclusive(ctx context.Context, name string, fn func() error) error {
+	lm := m.unchecked()
+	l, err := lm.GetLock(ctx, name, Expires(2*time.Minute), Wait(2*time.Minute))
 	if err != nil {
 		return err
 	}
-	return m.migrateSide(db)
-}
-
-// migrateSide creates the side structures of each database, if missing.
-// The lock statements of internal/engine depend on them.
-func (m *Manager) migrateSide(db *gorm.DB) error {
-	switch m.d.kind {
-	case "sqlite":
-		return m.migrateSQLiteFences(db)
-	case "mysql":
-		return m.migrateMySQLFences(db)
-	case "postgres":
-		return m.migratePostgresFences(db) // fence_postgres.go
-	}
-	return nil
-}
-
-// migratePostgres lets GORM create or complete the table (it adds token
-// and fence, widens locked_by, makes lock_process bigint), then widens
-// name, a primary key GORM's migrator leaves alone. On a complete table
-// it does nothing.
-func (m *Manager) migratePostgres(db *gorm.DB, r report) error {
-	if !r.usable() {
-		if err := db.Table(m.tableName).AutoMigrate(&Lock{}); err != nil {
-			return err
-		}
-	}
-	for _, c := range []string{"name", "locked_by"} {
-		if n := r.cols[c].length; n > 0 && n < MaxNameLen {
-			if err := db.Exec("ALTER TABLE " + m.d.table + " ALTER COLUMN " + c + " TYPE varchar(255)").Error; err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// migrateMySQL creates the table with lockmgr's own DDL, byte-exact from
-// the start (TiDB cannot change the collation of an indexed column later),
-// or completes it in one ALTER TABLE.
-func (m *Manager) migrateMySQL(db *gorm.DB, r report) error {
-	idx := m.d.quoteIndex("idx_" + m.d.bareTable(m.tableName) + "_locked_until")
-	if r.missing {
-		return db.Exec(m.mysqlCreateTable(m.d.table, idx)).Error
-	}
-	alter := m.addMissing(r)
-	// TiDB cannot alter the collation of an indexed column: rebuild instead.
-	rebuild := m.d.srv.tidb && r.cols["name"].key && r.cols["name"].collation != m.d.srv.nameCollation
-	if rebuild && m.mig.firstUse {
-		return errors.New("on TiDB only a rebuild of the table makes name byte-exact, which a first use " +
-			"never starts: run m.AutoMigrate(ctx) or `lockmgr migrate`; lock calls on the table fail with ErrSchema while it copies")
-	}
-	for _, c := range []string{"name", "token", "locked_by"} {
-		col, ok := r.cols[c]
-		if rebuild && c != "locked_by" {
-			continue
-		}
-		wrongCollation := c != "locked_by" && col.collation != m.d.srv.nameCollation
-		if ok && (wrongCollation || col.length > 0 && col.length < MaxNameLen && c != "token") {
-			alter = append(alter, "MODIFY "+c+" "+m.d.columnDDL(c))
-		}
-	}
-	if typ := r.cols["lock_process"].typ; strings.HasSuffix(typ, "int") && typ != "bigint" {
-		alter = append(alter, "MODIFY lock_process "+m.d.columnDDL("lock_process")) // Django's integer
-	}
-	var indexed int64
-	err := db.Raw(`SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = COALESCE(?, DATABASE())
-		AND TABLE_NAME = ? AND COLUMN_NAME = 'locked_until' AND SEQ_IN_INDEX = 1`, m.d.schema(m.tableName), m.d.bareTable(m.tableName)).Scan(&indexed).Error
-	if err != nil {
-		return err
-	}
-	if indexed == 0 {
-		alter = append(alter, "ADD INDEX "+idx+" (locked_until)")
-	}
-	if len(alter) > 0 {
-		if err := db.Exec("ALTER TABLE " + m.d.table + " " + strings.Join(alter, ", ")).Error; err != nil {
-			return err
-		}
-	}
-	if rebuild {
-		return m.rebuildTiDBTable(db, idx)
-	}
-	return nil
-}
-
-// mysqlCreateTable is lockmgr's own DDL for a lock table named table
-// (quoted), byte-exact from the start.
-func (m *Manager) mysqlCreateTable(table, idx string) string {
-	cols := make([]string, 0, len(lockColumns)+2)
-	for _, c := range lockColumns {
-		cols = append(cols, c+" "+m.d.columnDDL(c))
-	}
-	cols = append(cols, "PRIMARY KEY (name)", "INDEX "+idx+" (locked_until)")
-	return "CREATE TABLE IF NOT EXISTS " + table + " (" + strings.Join(cols, ", ") + ") DEFAULT CHARSET=utf8mb4"
-}
-
-// addMissing is an ADD COLUMN clause for each missing column.
-func (m *Manager) addMissing(r report) []string {
-	var out []string
-	for _, c := range lockColumns {
-		if _, ok := r.cols[c]; !ok {
-			out = append(out, "ADD COLUMN "+c+" "+m.d.columnDDL(c))
-		}
-	}
-	return out
-}
-
-// migrateSQLite creates the table WITHOUT ROWID (one B-tree, keyed by
-// name) or adds missing columns with ALTER TABLE ADD COLUMN: GORM's own
-// SQLite migration rebuilds tables through a copy that can lose the
-// primary key on a table Django created.
-func (m *Manager) migrateSQLite(db *gorm.DB, r report) error {
-	t := m.d.table
-	if r.missing {
-		err := db.Exec(`CREATE TABLE IF NOT EXISTS ` + t + ` (name varchar(255) NOT NULL PRIMARY KEY,
-			locked_by varchar(255), lock_process integer, locked_until datetime,
-			token varchar(64) NOT NULL DEFAULT '', fence integer NOT NULL DEFAULT 0,
-			created_at datetime, updated_at datetime) WITHOUT ROWID`).Error
-		if err != nil {
-			return err
-		}
-	}
-	for _, add := range m.addMissing(r) {
-		if r.missing {
-			break
-		}
-		if err := db.Exec("ALTER TABLE " + t + " " + add).Error; err != nil {
-			return err
-		}
-	}
-	idx := m.d.quoteIndex("idx_" + m.tableName + "_locked_until")
-	return db.Exec("CREATE INDEX IF NOT EXISTS " + idx + " ON " + t + " (locked_until)").Error
-}
-
-// migrateSQLiteFences keeps the highest fence ever written in a one-row
-// side table, maintained by triggers, so that acquisitions can grow fences
-// past rows that have since been deleted.
-func (m *Manager) migrateSQLiteFences(db *gorm.DB) error {
-	t, f := m.d.table, m.d.fenceTable
-	trigger := func(suffix string) string { return m.d.quoteIndex(m.tableName + "_fence_" + suffix) }
-	for _, ddl := range []string{
-		"CREATE TABLE IF NOT EXISTS " + f + " (id integer PRIMARY KEY CHECK (id = 1), hwm integer NOT NULL)",
-		"INSERT OR IGNORE INTO " + f + " (id, hwm) SELECT 1, COALESCE(MAX(fence), 0) FROM " + t,
-		"CREATE TRIGGER IF NOT EXISTS " + trigger("insert") + " AFTER INSERT ON " + t +
-			" BEGIN UPDATE " + f + " SET hwm = MAX(hwm, NEW.fence) WHERE id = 1; END",
-		"CREATE TRIGGER IF NOT EXISTS " + trigger("update") + " AFTER UPDATE OF fence ON " + t +
-			" BEGIN UPDATE " + f + " SET hwm = MAX(hwm, NEW.fence) WHERE id = 1; END",
-	} {
-		if err := db.Exec(ddl).Error; err != nil {
-			return err
-		}
-	}
-	return nil
+	defer func() { _ = lm.Release(context.WithoutCancel(ctx), l) }()
+	return fn()
 }

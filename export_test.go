@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+
+	"github.com/gormlock/lockmgr/internal/engine"
 )
 
 // WithoutReturning returns a copy of m that acquires as it must on a
@@ -13,10 +15,17 @@ import (
 // on MariaDB, which accepts the same SQL.
 func WithoutReturning(m *Manager) *Manager {
 	c := *m
-	srv := m.d.srv
-	srv.returning = false
-	c.d, _ = newDialect(m.d.kind, m.tableName, srv)
+	kind := m.db.Dialector.Name()
+	srv := engine.Detect(kind, serverVersion(m.db))
+	srv.Returning = false
+	c.d, _ = newDialect(kind, m.tableName, srv)
 	return &c
+}
+
+// prepares reports whether lockmgr prepares its statements on a pool of
+// dialector, of the database kind.
+func prepares(dialector gorm.Dialector, kind string) bool {
+	return engine.For(kind, engine.Server{}).Prepares(interpolates(dialector))
 }
 
 // EngineProblem is engineProblem, for the engine refusal tests.
@@ -24,7 +33,12 @@ var EngineProblem = engineProblem
 
 // FenceGaps is what the MySQL/MariaDB fencing of m's table lacks.
 func FenceGaps(m *Manager) ([]string, error) {
-	return m.mysqlFenceGaps(m.conn(context.Background()))
+	my, ok := m.d.eng.(engine.MySQL)
+	if !ok {
+		return nil, nil
+	}
+	ctx := context.Background()
+	return my.FenceGaps(ctx, m.conn(ctx), mconn{m}, m.d.engineTable(m.tableName))
 }
 
 // WithPreparation returns a copy of m whose statements are prepared (on)

@@ -1,6 +1,7 @@
 package lockmgr
 
 import (
+	"github.com/gormlock/lockmgr/internal/engine"
 	"os"
 	"testing"
 	"time"
@@ -30,7 +31,7 @@ func TestLazyReleaseOnlyWhereItMay(t *testing.T) {
 	table := "lockmgr_lazy_" + time.Now().Format("150405000000")
 	require.NoError(t, db.Exec("CREATE TABLE "+table+" (name varchar(255) PRIMARY KEY, locked_until timestamptz, token varchar(64))").Error)
 	defer db.Exec("DROP TABLE " + table)
-	d, err := newDialect("postgres", table, server{})
+	d, err := newDialect("postgres", table, engine.Server{})
 	require.NoError(t, err)
 	for _, c := range []struct {
 		what    string

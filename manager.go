@@ -4,10 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"gorm.io/gorm"
+
+	"github.com/gormlock/lockmgr/internal/engine"
 )
 
 // Manager takes and releases named locks in one table of one database.
@@ -22,13 +23,11 @@ type Manager struct {
 	notifier  Notifier
 	channel   string
 	inTx      bool
-	ownTx     bool          // inTx, in a transaction of lockmgr's own: still bounded (lockwait.go)
-	busy      *sqliteBusy   // SQLite: the connections' busy_timeout (lockwait.go)
-	viaGORM   bool          // WithGORMCallbacks, or a dbresolver plugin that routes statements
-	dbID      *dbHandle     // which database handle: keys this process's waiters (wait.go, dbhandle.go)
-	schema    *schemaState  // shared with copies: see schema.go
-	cluster   *clusterProbe // is the server a Galera node (galera.go)
-	mig       migration     // how a migration run waits for table locks (migrate_bounds.go)
+	ownTx     bool         // inTx, in a transaction of lockmgr's own: still bounded (lockwait.go)
+	viaGORM   bool         // WithGORMCallbacks, or a dbresolver plugin that routes statements
+	dbID      *dbHandle    // which database handle: keys this process's waiters (wait.go, dbhandle.go)
+	schema    *schemaState // shared with copies: see schema.go
+	mig       migration    // how a migration run waits for table locks (migrate_bounds.go)
 	// notifyWarned is when the Manager last logged a failing notifier.
 	notifyWarned *notifierWarned
 	// release bounds what lockmgr finishes after a caller's context ended
@@ -64,47 +63,23 @@ func New(db *gorm.DB, opts ...Option) (*Manager, error) {
 	if err := engineProblem(serverVersion(db)); err != nil {
 		return nil, err
 	}
-	if err := validateTableFor(kind, s.table); err != nil {
+	d, err := newDialect(kind, s.table, engine.Detect(kind, serverVersion(db)))
+	if err != nil {
 		return nil, err
 	}
-	d, err := newDialect(kind, s.table, mysqlServer(db, kind))
-	if err != nil {
+	if err := validateTableFor(d.eng, kind, s.table); err != nil {
 		return nil, err
 	}
 	m := &Manager{
 		db: session(db, d), d: d, tableName: s.table,
 		owner: s.owner, logger: s.logger, hooks: s.hooks, notifier: s.notifier,
 		viaGORM: s.viaGORM || usesResolver(db), dbID: databaseID(db),
-		schema: newSchemaState(), cluster: &clusterProbe{}, notifyWarned: new(notifierWarned),
-		release: s.release, busy: new(sqliteBusy),
+		schema: newSchemaState(), notifyWarned: new(notifierWarned), release: s.release,
 	}
-	m.busy.ms.Store(-1)
-	if m.notifier != nil && kind == "postgres" {
+	if m.notifier != nil && d.releaseNotify.sql != "" { // the engine has NOTIFY (PostgreSQL)
 		m.channel = m.notifier.Channel(s.table)
 	}
 	return m, nil
-}
-
-// mysqlServer tells MariaDB 10.5+ (INSERT … RETURNING, NO PAD binary
-// collation utf8mb4_nopad_bin) from MySQL 8 and older MariaDB, and TiDB,
-// from the version GORM's MySQL dialector records when it connects.
-func mysqlServer(db *gorm.DB, kind string) server {
-	srv := server{returning: true, nameCollation: "utf8mb4_nopad_bin"}
-	version := serverVersion(db)
-	if kind != "mysql" || version == "" {
-		return srv
-	}
-	if isTiDB(version) {
-		return server{returning: false, nameCollation: "utf8mb4_0900_bin", tidb: true}
-	}
-	if !strings.Contains(version, "MariaDB") {
-		return server{returning: false, nameCollation: "utf8mb4_0900_bin"}
-	}
-	var major, minor int
-	_, _ = fmt.Sscanf(version, "%d.%d", &major, &minor)
-	srv.returning = major > 10 || major == 10 && minor >= 5
-	srv.mariadb = true
-	return srv
 }
 
 // Table is the name of the Manager's lock table.

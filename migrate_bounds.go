@@ -2,13 +2,12 @@ package lockmgr
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 	"unicode/utf8"
 
-	"gorm.io/gorm"
+	"github.com/gormlock/lockmgr/internal/engine"
 )
 
 // How schema changes are bounded: each migration run's DDL waits only so
@@ -68,70 +67,13 @@ func (m *Manager) fitsLockedBy(ctx context.Context, by string) error {
 	return nil
 }
 
-// withLockWait runs fn on db (one connection, or a transaction) with the
-// database's own bound on waits for table locks set to m.mig.lockWait,
-// restoring the connection's setting afterwards: PostgreSQL's lock_timeout
-// (SET LOCAL, for the migration's transaction), MySQL/MariaDB's
-// lock_wait_timeout for metadata locks (whole seconds), SQLite's
-// busy_timeout.
-func (m *Manager) withLockWait(ctx context.Context, db *gorm.DB, fn func() error) error {
-	d := m.mig.lockWait
-	if d <= 0 || m.inTx {
-		return fn()
-	}
-	keep := db.Session(&gorm.Session{Context: context.WithoutCancel(ctx)})
-	switch m.d.kind {
-	case "postgres":
-		if err := db.Exec(fmt.Sprintf("SET LOCAL lock_timeout = '%dms'", d.Milliseconds())).Error; err != nil {
-			return err
-		}
-		return fn()
-	case "mysql":
-		secs := max(1, int((d+time.Second-1)/time.Second))
-		if err := db.Exec(fmt.Sprintf("SET SESSION lock_wait_timeout = %d", secs)).Error; err != nil {
-			return err
-		}
-		ferr := fn()
-		if err := keep.Exec("SET SESSION lock_wait_timeout = DEFAULT").Error; err != nil {
-			return errors.Join(ferr, errDirtyConn, err)
-		}
-		return ferr
-	}
-	var old int64
-	if err := db.Raw("PRAGMA busy_timeout").Scan(&old).Error; err != nil {
-		return err
-	}
-	if err := db.Exec(fmt.Sprintf("PRAGMA busy_timeout = %d", d.Milliseconds())).Error; err != nil {
-		return err
-	}
-	ferr := fn()
-	if err := keep.Exec(fmt.Sprintf("PRAGMA busy_timeout = %d", old)).Error; err != nil {
-		return errors.Join(ferr, errDirtyConn, err)
-	}
-	return ferr
-}
-
-// Identifier limits: MySQL/MariaDB/TiDB names are at most 64 characters,
-// PostgreSQL's 63 bytes (longer ones it truncates without a word).
-var identLimit = map[string]int{"mysql": 64, "postgres": 63}
-
-// derivedNames are the names lockmgr (and GORM's AutoMigrate of the
-// model) derive from the bare table name t: the fence side table, the
-// locked_until index, and on MySQL the rebuild's siblings (TiDB). MySQL's
-// trigger names are shortened with a hash (sideName) and need no limit.
-func derivedNames(kind, t string) []string {
-	out := []string{t, t + "_fence", "idx_" + t + "_locked_until"}
-	if kind == "mysql" {
-		out = append(out, t+"_lmnew", t+"_lmold")
-	}
-	return out
-}
-
 // validateTableFor rejects, before any SQL, a table name from which a
-// derived name would not fit the database's identifier limit.
-func validateTableFor(kind, table string) error {
-	limit, ok := identLimit[kind]
-	if !ok {
+// name the engine derives (engine.Migrator's DerivedNames: the fence side
+// table, the locked_until index, TiDB's rebuild siblings) would not fit
+// the database's identifier limit.
+func validateTableFor(eng engine.Engine, kind, table string) error {
+	limit := eng.IdentLimit()
+	if limit == 0 {
 		return nil
 	}
 	parts := strings.Split(table, ".")
@@ -140,7 +82,7 @@ func validateTableFor(kind, table string) error {
 	}
 	bare := parts[len(parts)-1]
 	worst := bare
-	for _, n := range derivedNames(kind, bare) {
+	for _, n := range eng.DerivedNames(bare) {
 		if len(n) > len(worst) {
 			worst = n
 		}

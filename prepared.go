@@ -122,7 +122,7 @@ func session(db *gorm.DB, d *dialect) *gorm.DB {
 	if inner, ok := unprepared(db.Statement.ConnPool); ok {
 		s.Statement.ConnPool = inner
 	}
-	if sqlDB, ok := s.Statement.ConnPool.(*sql.DB); ok && prepares(db.Dialector, d.kind) {
+	if sqlDB, ok := s.Statement.ConnPool.(*sql.DB); ok && d.eng.Prepares(interpolates(db.Dialector)) {
 		s.Statement.ConnPool = &preparedPool{db: sqlDB, known: d.statements(), h: handleOf(sqlDB)}
 	}
 	return s
@@ -138,20 +138,6 @@ func unprepared(p gorm.ConnPool) (inner gorm.ConnPool, ok bool) {
 		return w.Tx, w.Tx != nil
 	}
 	return nil, false
-}
-
-// prepares reports whether lockmgr prepares its statements on db: on
-// SQLite, and on MySQL unless the DSN asks for client-side interpolation
-// (read from gorm.io/driver/mysql's parsed DSN, without importing it).
-func prepares(dialector gorm.Dialector, kind string) bool {
-	switch kind {
-	case "sqlite":
-		return true
-	case "mysql":
-		return !interpolates(dialector)
-	default:
-		return false
-	}
 }
 
 // interpolates reports whether a MySQL dialector's DSNConfig (a
@@ -187,7 +173,7 @@ func (d *dialect) statements() map[string]bool {
 		if s.sql != "" {
 			known[s.sql] = true
 		}
-		for _, t := range []string{s.synced, s.bounded, s.boundedSynced} {
+		for _, t := range []string{s.forms.Synced, s.forms.Bounded, s.forms.BoundedSynced} {
 			if t != "" {
 				known[t] = true
 			}

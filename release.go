@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/gormlock/lockmgr/internal/engine"
 )
 
 // Release releases l if its token still holds the name, in one statement.
@@ -23,7 +25,7 @@ func (m *Manager) Release(ctx context.Context, l *Lock) error {
 	start := time.Now()
 	var v values
 	v[aName], v[aToken] = l.Name, l.Token
-	n, err := m.delete(ctx, m.d.release, m.d.releaseNotify, m.d.releaseWatched, &v)
+	n, err := m.delete(ctx, engine.StRelease, &v)
 	if err != nil {
 		m.warn(ctx, "lockmgr: release failed", l.Name, err)
 		return fmt.Errorf("lockmgr: release %q: %w", l.Name, err)
@@ -44,7 +46,7 @@ func (m *Manager) Unlock(ctx context.Context, name string) error {
 	start := time.Now()
 	var v values
 	v[aName] = name
-	n, err := m.delete(ctx, m.d.unlock, m.d.unlockNotify, m.d.unlockWatched, &v)
+	n, err := m.delete(ctx, engine.StUnlock, &v)
 	if err != nil {
 		return fmt.Errorf("lockmgr: unlock %q: %w", name, err)
 	}
@@ -54,26 +56,24 @@ func (m *Manager) Unlock(ctx context.Context, name string) error {
 	return nil
 }
 
-// delete runs a release's DELETE, announcing it on the notifier's channel
-// in the same statement when there is one: always with a plain Notifier,
-// and only when some process watches the name with a Watcher.
-func (m *Manager) delete(ctx context.Context, plain, notify, watched stmt, v *values) (int64, error) {
+// delete runs a release's DELETE (plain: engine.StRelease or StUnlock),
+// announcing it on the notifier's channel in the same statement when there
+// is one: always with a plain Notifier (the Notify form, plain+1), and only
+// when some process watches the name with a Watcher (the Watched form,
+// plain+2).
+func (m *Manager) delete(ctx context.Context, plain engine.Stmt, v *values) (int64, error) {
 	v[aLazy] = !m.inTx && !inTransaction(m.pool()) // never change the durability of the caller's transaction
 	s := plain
 	if m.channel != "" {
-		s = notify
+		s = plain + 1
 		if _, ok := m.notifier.(Watcher); ok {
-			s = watched
+			s = plain + 2
 		}
 		v[aChannel], v[aOrigin] = m.channel, originOf(m.dbID)
 	}
 	var n int64
 	err := m.patiently(ctx, func() (err error) {
-		if !m.d.deleteCounts {
-			n, err = m.exec(ctx, s, v)
-			return err
-		}
-		_, err = m.query(ctx, s, v, &n)
+		n, err = m.d.eng.Release(ctx, &runner{m: m, v: v}, s)
 		return err
 	})
 	return n, err

@@ -2,7 +2,6 @@ package lockmgr
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -55,22 +54,13 @@ func (m *Manager) recreate(ctx context.Context, l *Lock, c *lockConfig) (*Lock, 
 // renewToken is the owner-checked single-statement renewal.
 func (m *Manager) renewToken(ctx context.Context, l *Lock, c *lockConfig) (*Lock, error) {
 	start := time.Now()
-	s := m.d.renewMax
-	if flag(c.addTime, false) {
-		s = m.d.renewAdd
-	}
 	var v values
 	m.d.fill(&v, c.expires)
 	v[aName], v[aToken] = l.Name, l.Token
 	var until any
 	var found bool
-	var err error
-	err = m.patiently(ctx, func() (err error) {
-		if m.d.addTimeInClient && flag(c.addTime, false) {
-			until, found, err = m.addTimeCAS(ctx, &v, c.expires)
-		} else {
-			until, found, err = m.runRenew(ctx, s, &v)
-		}
+	err := m.patiently(ctx, func() (err error) {
+		until, found, err = m.d.eng.Renew(ctx, &runner{m: m, v: &v}, flag(c.addTime, false), c.expires)
 		return err
 	})
 	if err != nil {
@@ -86,67 +76,6 @@ func (m *Manager) renewToken(ctx context.Context, l *Lock, c *lockConfig) (*Lock
 	}
 	m.event(ctx, m.hooks.OnRenew, &nl, start, "lockmgr: renewed")
 	return &nl, nil
-}
-
-// runRenew runs a renewal and returns the new expiry as the database gave it.
-func (m *Manager) runRenew(ctx context.Context, s stmt, v *values) (until any, found bool, err error) {
-	if !m.d.renewViaLastInsertID {
-		found, err = m.query(ctx, s, v, &until)
-		return until, found, err
-	}
-	var res sql.Result
-	err = m.run(ctx, func() (err error) {
-		res, err = m.result(ctx, s, v)
-		return err
-	})
-	if err != nil {
-		return nil, false, err
-	}
-	id, err := res.LastInsertId()
-	switch {
-	case err != nil || id == 0:
-		return nil, false, err
-	case id == 1:
-		return nil, true, nil // never expires
-	}
-	return id, true, nil
-}
-
-// addTimeCAS is AddTime for SQLite at microsecond precision: read the
-// expiry, add in Go, write it back only if unchanged, retry if it changed.
-func (m *Manager) addTimeCAS(ctx context.Context, v *values, expires time.Duration) (any, bool, error) {
-	for {
-		var old *string
-		found, err := m.query(ctx, m.d.readUntil, v, &old)
-		if err != nil || !found || old == nil {
-			return nil, found, err // absent, or never expires: stays so
-		}
-		until, err := addExpiry(*old, expires)
-		if err != nil {
-			return nil, false, err
-		}
-		v[aOld], v[aUntil] = *old, until
-		n, err := m.exec(ctx, m.d.casUntil, v)
-		if err != nil || n == 1 {
-			return until, n == 1, err
-		}
-	}
-}
-
-// addExpiry is max(old, now) + expires as SQLite text; nil for no expiry.
-func addExpiry(old string, expires time.Duration) (any, error) {
-	if expires == 0 {
-		return nil, nil
-	}
-	t, err := parseTime(old)
-	if err != nil {
-		return nil, err
-	}
-	base := time.Now().UTC()
-	if t.After(base) {
-		base = *t
-	}
-	return addExpires(base, expires).Format(sqliteTimeLayout), nil
 }
 
 // RenewLock renews the named lock whoever holds it (django-lockmgr's

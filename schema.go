@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 
 	"gorm.io/gorm"
+
+	"github.com/gormlock/lockmgr/internal/engine"
 )
 
 // The lock table may have been made by lockmgr's migration, by GORM's
@@ -106,7 +108,7 @@ func (m *Manager) complete(ctx context.Context) error {
 // checked records a usable table: calls may use it, and no call runs DDL
 // on it any more.
 func (m *Manager) checked(r report) {
-	w := r.cols["locked_by"].length
+	w := r.cols["locked_by"].Length
 	if w >= MaxNameLen {
 		w = 0
 	}
@@ -161,7 +163,7 @@ func (m *Manager) guard(ctx context.Context, op func() error) error {
 	r, ierr := m.inspect(ctx, m.conn(ctx))
 	if ierr == nil && r.usable() {
 		m.checked(r)
-		if !m.d.tooLong(err) {
+		if !m.d.eng.TooLong(err) {
 			if err = op(); err == nil || !m.d.eng.SchemaShaped(err) {
 				return err
 			}
@@ -191,12 +193,12 @@ func (m *Manager) runtimeSchemaError(r *report, err error) error {
 		what = "the table does not exist (any more)"
 	case r != nil && len(r.problems) > 0:
 		what = strings.Join(r.problems, "; ")
-	case m.d.tooLong(err):
+	case m.d.eng.TooLong(err):
 		what = "a value does not fit its column"
 		if w := m.schema.byWidth.Load(); w > 0 {
 			what += fmt.Sprintf(" (locked_by holds %d characters)", w)
 		}
-	case r != nil && m.d.kind == "postgres" && m.d.schema(m.tableName) == nil:
+	case r != nil && m.d.eng.SearchPath(m.d.engineTable(m.tableName)):
 		what += "; the table exists, so some pooled connection resolves its name through another search_path: " +
 			"qualify it (WithTable(\"schema." + m.tableName + "\")) or give every connection one search_path"
 	}
@@ -205,15 +207,9 @@ func (m *Manager) runtimeSchemaError(r *report, err error) error {
 }
 
 // elsewhere lists the schemas other than this connection's where a
-// PostgreSQL table of an unqualified name exists: another search_path.
+// table of an unqualified name exists: another search_path (PostgreSQL).
 func (m *Manager) elsewhere(ctx context.Context) []string {
-	if m.d.kind != "postgres" || m.d.schema(m.tableName) != nil {
-		return nil
-	}
-	var out []string
-	_ = m.conn(ctx).Raw(`SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.relname = ? AND c.relkind IN ('r', 'p') ORDER BY 1`, m.tableName).Scan(&out).Error
-	return out
+	return m.d.eng.Elsewhere(m.conn(ctx), m.d.engineTable(m.tableName))
 }
 
 // report is what inspect found wrong with the table.
@@ -267,91 +263,38 @@ func (e *schemaError) Error() string {
 
 func (e *schemaError) Unwrap() []error { return []error{ErrSchema, e.cause} }
 
-// column is one column as the catalog describes it.
-type column struct {
-	name      string
-	length    int64  // characters of a varchar, 0 for other types
-	collation string // MySQL/MariaDB
-	key       bool   // part of the primary key
-	typ       string // the type's name, lower case
-}
+// column is one column as the catalog describes it (engine.Column).
+type column = engine.Column
 
-// lockColumns are the columns lockmgr reads and writes.
-var lockColumns = []string{"name", "locked_by", "lock_process", "locked_until", "token", "fence", "created_at", "updated_at"}
-
-// inspect reads the table's columns and side structures from the catalog.
+// inspect reads the table's columns and side structures from the catalog
+// (the engine's Migrator).
 func (m *Manager) inspect(ctx context.Context, db *gorm.DB) (report, error) {
-	cols, err := m.columns(db)
+	t := m.d.engineTable(m.tableName)
+	cols, err := m.d.eng.Columns(db, t)
 	if err != nil || len(cols) == 0 {
 		return report{missing: err == nil}, err
 	}
 	r := report{cols: cols}
-	for _, name := range lockColumns {
+	for _, name := range engine.LockColumns {
 		if _, ok := cols[name]; !ok {
 			r.add(true, "column %s is missing", name)
 		}
 	}
 	name := cols["name"]
 	switch {
-	case name.name == "":
-	case !name.key:
+	case name.Name == "":
+	case !name.Key:
 		r.add(false, "column name is not the primary key")
-	case name.length > 0 && name.length < MaxNameLen:
-		r.add(true, "column name holds %d characters, lockmgr needs %d", name.length, MaxNameLen)
+	case name.Length > 0 && name.Length < MaxNameLen:
+		r.add(true, "column name holds %d characters, lockmgr needs %d", name.Length, MaxNameLen)
 	}
-	if m.d.kind == "mysql" {
-		m.checkCollations(&r, cols)
-	}
-	side, err := m.sidePresent(db)
+	m.d.eng.CheckColumns(cols, r.add)
+	names, present, err := m.d.eng.Side(ctx, db, mconn{m}, t)
 	if err != nil {
 		return r, err
 	}
-	if !side {
-		r.add(true, "side structures %s are missing", strings.Join(m.sideNames(), ", "))
+	if !present {
+		r.add(true, "side structures %s are missing", strings.Join(names, ", "))
 	}
 	return r, nil
-}
-
-// checkCollations flags a name or token that is not byte-exact.
-func (m *Manager) checkCollations(r *report, cols map[string]column) {
-	for _, c := range []string{"name", "token"} {
-		if have := cols[c].collation; cols[c].name != "" && have != m.d.srv.nameCollation {
-			r.add(true, "column %s compares with collation %s (case-insensitive or padding trailing spaces), lockmgr needs %s", c, have, m.d.srv.nameCollation)
-		}
-	}
-}
-
-// columns reads the table's columns; none when it does not exist.
-func (m *Manager) columns(db *gorm.DB) (map[string]column, error) {
-	rows, err := db.Raw(catalogs[m.d.kind].columns, m.d.schema(m.tableName), m.d.bareTable(m.tableName)).Rows()
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[string]column{}
-	for rows.Next() {
-		var c column
-		var key int64
-		if err := rows.Scan(&c.name, &c.length, &c.collation, &key, &c.typ); err != nil {
-			return nil, err
-		}
-		c.name, c.key, c.typ = strings.ToLower(c.name), key > 0, strings.ToLower(c.typ)
-		out[c.name] = c
-	}
-	return out, rows.Err()
-}
-
-// sidePresent reports whether the side tables and triggers exist.
-func (m *Manager) sidePresent(db *gorm.DB) (bool, error) {
-	if m.d.kind == "mysql" { // also a <table>_fence another process has not yet filled
-		gaps, err := m.mysqlFenceGaps(db)
-		return len(gaps) == 0, err
-	}
-	names := m.sideNames()
-	if len(names) == 0 {
-		return true, nil
-	}
-	var n int64
-	err := db.Raw(catalogs[m.d.kind].side, m.d.schema(m.tableName), names).Scan(&n).Error
-	return n == int64(len(names)), err
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"strings"
 
 	"gorm.io/gorm"
 )
@@ -30,8 +29,8 @@ func (m *Manager) query(ctx context.Context, s stmt, v *values, dest ...any) (fo
 // Galera, certification fails at the end of an INSERT … RETURNING), so
 // rows.Close's error is returned too.
 func (m *Manager) queryOnce(ctx context.Context, s stmt, v *values, dest ...any) (found bool, err error) {
-	if !s.reads && m.usesSQLiteBound() {
-		err = m.sqliteBounded(ctx, func(p gorm.ConnPool) error {
+	if !s.reads && m.boundsOnPool() {
+		err = m.d.eng.Bounded(ctx, m.pool(), lockWaitBound, func(p gorm.ConnPool) error {
 			rows, err := p.QueryContext(ctx, m.text(ctx, s), m.bind(s, v)...)
 			found, err = scanFirst(rows, err, dest...)
 			return err
@@ -96,8 +95,8 @@ func (m *Manager) bind(s stmt, v *values) []any {
 
 // result runs s on the pool, or through GORM (WithGORMCallbacks).
 func (m *Manager) result(ctx context.Context, s stmt, v *values) (res sql.Result, err error) {
-	if !s.reads && m.usesSQLiteBound() {
-		err = m.sqliteBounded(ctx, func(p gorm.ConnPool) error {
+	if !s.reads && m.boundsOnPool() {
+		err = m.d.eng.Bounded(ctx, m.pool(), lockWaitBound, func(p gorm.ConnPool) error {
 			res, err = p.ExecContext(ctx, m.text(ctx, s), m.bind(s, v)...)
 			return err
 		})
@@ -139,20 +138,6 @@ func (m *Manager) gormText(ctx context.Context, s stmt) string {
 }
 
 func (m *Manager) pick(ctx context.Context, s stmt, plain string) string {
-	galera := s.synced != "" && m.onGalera(ctx)
-	switch {
-	case s.bounded != "" && m.ownTx: // lockwait.go
-		t := s.bounded
-		if galera {
-			t = s.boundedSynced
-		}
-		return strings.Replace(t, mariadbBound, mariadbTxBound, 1)
-	case s.bounded != "" && m.bounded() && galera:
-		return s.boundedSynced
-	case s.bounded != "" && m.bounded():
-		return s.bounded
-	case galera:
-		return s.synced
-	}
-	return plain
+	synced := s.forms.Synced != "" && m.d.eng.Synced(ctx, mconn{m})
+	return s.forms.Text(plain, synced, m.bounded(), m.ownTx)
 }

@@ -3,6 +3,7 @@ package lockmgr
 import (
 	flagpkg "flag"
 	"fmt"
+	"github.com/gormlock/lockmgr/internal/engine"
 	"os"
 	"reflect"
 	"sort"
@@ -18,15 +19,15 @@ var updateGolden = flagpkg.Bool("update", false, "rewrite testdata/statements.go
 // apart (mysqlServer), each for a plain and a schema-qualified table.
 var goldenVariants = []struct {
 	name, kind string
-	srv        server
+	srv        engine.Server
 }{
-	{"postgres", "postgres", server{returning: true, nameCollation: "utf8mb4_nopad_bin"}},
-	{"mysql-unknown-version", "mysql", server{returning: true, nameCollation: "utf8mb4_nopad_bin"}},
-	{"mariadb-10.4", "mysql", server{returning: false, nameCollation: "utf8mb4_nopad_bin", mariadb: true}},
-	{"mariadb-galera-capable", "mysql", server{returning: true, nameCollation: "utf8mb4_nopad_bin", mariadb: true}},
-	{"mysql8", "mysql", server{returning: false, nameCollation: "utf8mb4_0900_bin"}},
-	{"tidb", "mysql", server{returning: false, nameCollation: "utf8mb4_0900_bin", tidb: true}},
-	{"sqlite", "sqlite", server{returning: true, nameCollation: "utf8mb4_nopad_bin"}},
+	{"postgres", "postgres", engine.Server{Returning: true, NameCollation: "utf8mb4_nopad_bin"}},
+	{"mysql-unknown-version", "mysql", engine.Server{Returning: true, NameCollation: "utf8mb4_nopad_bin"}},
+	{"mariadb-10.4", "mysql", engine.Server{Returning: false, NameCollation: "utf8mb4_nopad_bin", MariaDB: true}},
+	{"mariadb-galera-capable", "mysql", engine.Server{Returning: true, NameCollation: "utf8mb4_nopad_bin", MariaDB: true}},
+	{"mysql8", "mysql", engine.Server{Returning: false, NameCollation: "utf8mb4_0900_bin"}},
+	{"tidb", "mysql", engine.Server{Returning: false, NameCollation: "utf8mb4_0900_bin", TiDB: true}},
+	{"sqlite", "sqlite", engine.Server{Returning: true, NameCollation: "utf8mb4_nopad_bin"}},
 }
 
 // TestStatementsGolden pins every compiled statement of every dialect to
@@ -77,8 +78,12 @@ func dumpDialect(b *strings.Builder, d *dialect) {
 			fmt.Fprintf(b, "%s: %v\n", n, f)
 		case f.Type() == reflect.TypeOf(stmt{}):
 			fmt.Fprintf(b, "%s:\n", n)
-			for _, part := range []string{"sql", "native", "synced", "bounded", "boundedSynced"} {
+			for _, part := range []string{"sql", "native"} {
 				fmt.Fprintf(b, "  %s: %s\n", part, f.FieldByName(part).String())
+			}
+			forms := f.FieldByName("forms")
+			for _, part := range []struct{ name, field string }{{"synced", "Synced"}, {"bounded", "Bounded"}, {"boundedSynced", "BoundedSynced"}} {
+				fmt.Fprintf(b, "  %s: %s\n", part.name, forms.FieldByName(part.field).String())
 			}
 			args := f.FieldByName("args")
 			var order []string

@@ -3,10 +3,9 @@ package lockmgr
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
+	"github.com/gormlock/lockmgr/internal/engine"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -153,8 +152,9 @@ func (m *Manager) Reset(ctx context.Context) (int64, error) {
 }
 
 // transaction runs fn in a transaction (a savepoint under WithTx) with a
-// Manager bound to it. On SQLite the transaction first takes the database's
-// write lock, so two of them never deadlock upgrading a read lock.
+// Manager bound to it, as the engine begins one (engine.Engine.InTx: on
+// SQLite it first takes the database's write lock, so two of them never
+// deadlock upgrading a read lock).
 //
 // fn's statements run on ctx: a caller that gives up while they run (or
 // wait for a row) rolls the transaction back, and has its answer by its
@@ -168,13 +168,7 @@ func (m *Manager) transaction(ctx context.Context, fn func(tx *Manager) error) e
 		return m.conn(gctx).Transaction(func(tx *gorm.DB) error {
 			t := *m
 			t.db, t.inTx, t.ownTx = tx.Session(&gorm.Session{NewDB: true}), true, m.bounded()
-			if m.d.kind == "sqlite" {
-				return t.sqliteWriteTx(ctx, tx, fn)
-			}
-			if err := t.boundOwnTx(tx); err != nil {
-				return err
-			}
-			return fn(&t)
+			return m.d.eng.InTx(ctx, tx, m.d.engineTable(m.tableName), t.ownTx, func() error { return fn(&t) })
 		})
 	})
 }
@@ -191,14 +185,14 @@ func (m *Manager) lockRows(ctx context.Context, names []string) (map[string]lock
 	var v values
 	m.d.fill(&v, 0)
 	out := make(map[string]lockedRow, len(names))
-	if err := m.catchUp(ctx); err != nil {
+	if err := m.d.eng.CatchUp(ctx, mconn{m}); err != nil {
 		return nil, err
 	}
 	for len(names) > 0 {
 		chunk := names[:min(len(names), 1000)]
 		names = names[len(chunk):]
 		rows, err := m.conn(ctx).Table(m.tableName).Select(m.d.columns+", "+live.sql, live.bind(&v)...).
-			Where("name IN ?", chunk).Order("name").Clauses(m.rowLocking()).Rows()
+			Where("name IN ?", chunk).Order("name").Clauses(m.d.eng.RowLocking(m.bounded())).Rows()
 		if err != nil {
 			return nil, err
 		}
@@ -254,48 +248,5 @@ func scanLock(rows *sql.Rows, extra ...any) (*Lock, error) {
 	return &l, nil
 }
 
-// toTime converts a timestamp as the dialects return it: microseconds since
-// the epoch (PostgreSQL, MySQL), or time.Time or text (SQLite). Text
-// without a zone is UTC, the way Django and lockmgr write it.
-func toTime(v any) (*time.Time, error) {
-	var t time.Time
-	switch x := v.(type) {
-	case nil:
-		return nil, nil
-	case int64:
-		t = time.UnixMicro(x)
-	case time.Time:
-		t = x
-	case []byte:
-		return parseTime(string(x))
-	case string:
-		return parseTime(x)
-	default:
-		return nil, fmt.Errorf("unexpected timestamp %T", v)
-	}
-	t = t.UTC()
-	return &t, nil
-}
-
-var timeLayouts = []string{
-	"2006-01-02 15:04:05.999999999Z07:00",
-	"2006-01-02T15:04:05.999999999Z07:00",
-	"2006-01-02 15:04:05.999999999",
-	"2006-01-02T15:04:05.999999999",
-	"2006-01-02 15:04",
-}
-
-func parseTime(s string) (*time.Time, error) {
-	if us, err := strconv.ParseInt(s, 10, 64); err == nil {
-		t := time.UnixMicro(us).UTC()
-		return &t, nil
-	}
-	s = strings.TrimSpace(s)
-	for _, layout := range timeLayouts {
-		if t, err := time.Parse(layout, s); err == nil {
-			t = t.UTC()
-			return &t, nil
-		}
-	}
-	return nil, errors.New("unreadable timestamp " + strconv.Quote(s))
-}
+// toTime converts a timestamp as the engines return it (engine.ToTime).
+func toTime(v any) (*time.Time, error) { return engine.ToTime(v) }

@@ -1,15 +1,33 @@
 package engine
 
-import "strings"
+import (
+	"context"
+	"database/sql"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
 
 // MySQL is MySQL, MariaDB (Galera nodes included) and, with TiDB set,
 // TiDB: the servers behind GORM's "mysql" dialector, whose errors read
-// "Error <number> …".
+// "Error <number> …". Its Galera parts are in mysql_galera.go, TiDB's in
+// mysql_tidb.go, its migration in mysql_migrate.go.
 type MySQL struct {
 	TiDB bool // a TiDB server, with write conflicts of its own
 	// Returning: the server takes INSERT … RETURNING (MariaDB 10.5+);
 	// elsewhere an acquisition reads its row back by token (ReadBack).
 	Returning bool
+	// MariaDB: the server may be a Galera node (galera asks on first use).
+	MariaDB       bool
+	NameCollation string // binary NO PAD where the server has it
+	galera        *probe
+}
+
+func newMySQL(srv Server) MySQL {
+	return MySQL{TiDB: srv.TiDB, Returning: srv.Returning, MariaDB: srv.MariaDB,
+		NameCollation: srv.NameCollation, galera: &probe{}}
 }
 
 // Retryable: 1213 (deadlock found; on Galera also a certification
@@ -154,17 +172,6 @@ func (e MySQL) acquire(returning bool) string {
 	return q
 }
 
-// tidbFenceBump raises the name's bucket's high-water mark, after UPDATE.
-// With several TiDB servers, UTC_TIMESTAMP() is the clock of whichever
-// server runs the statement, so a fence read from it after a release can
-// be lower than the previous holder's. An acquisition instead first raises
-// its bucket's mark, in the same transaction, a write that TiDB orders
-// after every earlier write of the bucket, and takes the fence from it;
-// the clock is only a floor that keeps fences near the ones written before
-// the table was on TiDB.
-const tidbFenceBump = `{fences} SET hwm = GREATEST(hwm + 1, TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6)))
-	WHERE id = CRC32(@name) % {buckets}`
-
 // myRenew is the owner-checked renewal to the expiry extended, never
 // shortening a lock and keeping a never-expiring one so; a renewal with no
 // expiry (@micros NULL) makes the lock never expire. fence + 0 *
@@ -177,3 +184,87 @@ func myRenew(extended string) string {
 			locked_until = ` + newUntil + `, updated_at = UTC_TIMESTAMP(6)
 		WHERE name = @name AND token = @token`
 }
+
+// TimeoutKeepsTx: yes, InnoDB undoes only the statement that gave up.
+func (MySQL) TimeoutKeepsTx() bool { return true }
+
+// Quote quotes an identifier.
+func (MySQL) Quote(ident string) string { return "`" + ident + "`" }
+
+// QuoteIndex quotes an index or trigger name.
+func (MySQL) QuoteIndex(name string) string { return "`" + name + "`" }
+
+// Placeholder is ?.
+func (MySQL) Placeholder(int) string { return "?" }
+
+// Prepares: unless the driver interpolates values itself
+// (InterpolateParams), which costs no round trip to prepare.
+func (MySQL) Prepares(interpolates bool) bool { return !interpolates }
+
+// Times: expiry is judged by the database's clock.
+func (MySQL) Times(_ func() time.Time, expires time.Duration) Times { return serverTimes(expires) }
+
+// Acquire: with RETURNING (MariaDB 10.5+) one statement; elsewhere, and
+// on a Galera node (mysql_galera.go), the upsert and a read-back by token,
+// an unchanged row (0 affected) meaning the name is held; on TiDB a
+// transaction that first raises the fence bucket (mysql_tidb.go).
+func (e MySQL) Acquire(ctx context.Context, r Runner, _ Times) (Acquired, bool, error) {
+	switch {
+	case e.TiDB:
+		return e.acquireBumpingFence(ctx, r)
+	case !e.Returning:
+		return acquireThenRead(ctx, r, StAcquire)
+	case e.Synced(ctx, r):
+		return acquireThenRead(ctx, r, StAcquireExec)
+	}
+	return acquireReturning(ctx, r)
+}
+
+// Renew: MySQL has no UPDATE … RETURNING; the new expiry comes back
+// through LAST_INSERT_ID(expr), 0 meaning no row matched, 1 no expiry.
+func (MySQL) Renew(ctx context.Context, r Runner, addTime bool, _ time.Duration) (any, bool, error) {
+	s := StRenewMax
+	if addTime {
+		s = StRenewAdd
+	}
+	res, err := r.Result(ctx, s)
+	if err != nil {
+		return nil, false, err
+	}
+	return lastInsertUntil(res)
+}
+
+// lastInsertUntil reads a renewal's new expiry from its LAST_INSERT_ID.
+func lastInsertUntil(res sql.Result) (any, bool, error) {
+	id, err := res.LastInsertId()
+	switch {
+	case err != nil || id == 0:
+		return nil, false, err
+	case id == 1:
+		return nil, true, nil // never expires
+	}
+	return id, true, nil
+}
+
+// Release counts the rows affected.
+func (MySQL) Release(ctx context.Context, r Runner, s Stmt) (int64, error) { return r.Exec(ctx, s) }
+
+// Bounded runs fn: the statement's text bounds its waits (Forms).
+func (MySQL) Bounded(_ context.Context, p gorm.ConnPool, _ time.Duration, fn func(gorm.ConnPool) error) error {
+	return fn(p)
+}
+
+// InTx runs fn: the statements' forms bound their waits.
+func (MySQL) InTx(_ context.Context, _ *gorm.DB, _ Table, _ bool, fn func() error) error { return fn() }
+
+// RowLocking: on MariaDB, where bounded, FOR UPDATE waits 1 s at most
+// (whole seconds; 0 would never join the row's queue of waiters).
+func (e MySQL) RowLocking(bounded bool) clause.Locking {
+	if bounded && e.MariaDB && !e.TiDB {
+		return clause.Locking{Strength: "UPDATE", Options: "WAIT 1"}
+	}
+	return clause.Locking{Strength: "UPDATE"}
+}
+
+// Version: GORM's driver recorded it when it connected (Detect).
+func (MySQL) Version(context.Context, *gorm.DB) (string, error) { return "", nil }

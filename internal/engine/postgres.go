@@ -1,5 +1,15 @@
 package engine
 
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+)
+
 // Postgres is PostgreSQL, whose errors carry an SQLSTATE.
 type Postgres struct{}
 
@@ -150,3 +160,73 @@ const pgNotifyAlways = `
 const pgNotifyIfWatched = `
 	LEFT JOIN LATERAL (SELECT pg_notify(@channel, @origin || d.name)
 		WHERE NOT pg_try_advisory_xact_lock(hashtext(@channel), hashtext(d.name))) n ON true`
+
+// Forms: PostgreSQL's statements bound their lock waits themselves
+// (@bounded).
+func (Postgres) Forms(string, Stmt, bool) Forms { return noForms() }
+
+// TimeoutKeepsTx: no, a lock_timeout aborts the whole transaction.
+func (Postgres) TimeoutKeepsTx() bool { return false }
+
+// Quote quotes an identifier.
+func (Postgres) Quote(ident string) string { return `"` + ident + `"` }
+
+// QuoteIndex quotes an index name, a schema's dot made an underscore.
+func (Postgres) QuoteIndex(name string) string { return `"` + strings.ReplaceAll(name, ".", "_") + `"` }
+
+// Placeholder is pgx's $i.
+func (Postgres) Placeholder(i int) string { return "$" + strconv.Itoa(i) }
+
+// Prepares: no, pgx caches its prepared statements itself.
+func (Postgres) Prepares(bool) bool { return false }
+
+// Times: expiry is judged by the database's clock.
+func (Postgres) Times(_ func() time.Time, expires time.Duration) Times { return serverTimes(expires) }
+
+// Acquire is one statement that returns the row.
+func (Postgres) Acquire(ctx context.Context, r Runner, _ Times) (Acquired, bool, error) {
+	return acquireReturning(ctx, r)
+}
+
+// Renew is one statement that returns the new expiry.
+func (Postgres) Renew(ctx context.Context, r Runner, addTime bool, _ time.Duration) (any, bool, error) {
+	return renewReturning(ctx, r, addTime)
+}
+
+// Release: the statement returns the count of rows it deleted as a row.
+func (Postgres) Release(ctx context.Context, r Runner, s Stmt) (n int64, err error) {
+	_, err = r.Query(ctx, s, &n)
+	return n, err
+}
+
+// Bounded runs fn: the statement bounds its own waits (@bounded).
+func (Postgres) Bounded(_ context.Context, p gorm.ConnPool, _ time.Duration, fn func(gorm.ConnPool) error) error {
+	return fn(p)
+}
+
+// InTx sets lock_timeout to the bound until the transaction ends, where own.
+func (Postgres) InTx(_ context.Context, tx *gorm.DB, t Table, own bool, fn func() error) error {
+	if own {
+		if err := tx.Exec("SELECT set_config('lock_timeout', ?, true)", t.LockTimeout).Error; err != nil {
+			return err
+		}
+	}
+	return fn()
+}
+
+// RowLocking is FOR UPDATE, bounded by the transaction's lock_timeout.
+func (Postgres) RowLocking(bool) clause.Locking { return clause.Locking{Strength: "UPDATE"} }
+
+// Synced: PostgreSQL has no synced forms.
+func (Postgres) Synced(context.Context, Conn) bool { return false }
+
+// CatchUp: nothing to catch up with.
+func (Postgres) CatchUp(context.Context, Conn) error { return nil }
+
+// Version asks: CockroachDB and YugabyteDB answer the protocol as
+// PostgreSQL, and GORM's driver records no version.
+func (Postgres) Version(_ context.Context, db *gorm.DB) (string, error) {
+	var version string
+	err := db.Raw("SELECT version()").Scan(&version).Error
+	return version, err
+}

@@ -1,7 +1,21 @@
 package engine
 
-// SQLite is SQLite, whose driver's errors are its messages.
-type SQLite struct{}
+import "sync/atomic"
+
+// SQLite is SQLite, whose driver's errors are its messages. Times come
+// from the client's clock, as UTC text.
+type SQLite struct {
+	// busy is the busy_timeout of the Manager's connections, read once
+	// (the DSN's _busy_timeout sets the same on every one), to put back
+	// after a bounded statement; -1 until read.
+	busy *atomic.Int64
+}
+
+func newSQLite() SQLite {
+	s := SQLite{busy: new(atomic.Int64)}
+	s.busy.Store(-1)
+	return s
+}
 
 // Retryable: nothing. SQLite has no deadlocks to break, and a lock-wait
 // timeout ("database is locked") is not repeated: another transaction

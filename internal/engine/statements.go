@@ -42,14 +42,56 @@ type Statements struct {
 	FenceBump, NoWait, FenceBumpBounded string
 }
 
+// Forms are the other texts a compiled statement is sent as (empty: as
+// it is): Synced on a Galera node, Bounded giving up lock waits after the
+// bound, BoundedSynced both; the Tx forms in one of lockmgr's own
+// transactions, whose waits are bounded less tightly.
+type Forms struct {
+	Synced, Bounded, BoundedSynced string
+	TxBounded, TxBoundedSynced     string
+}
+
+// Text is the form to send: synced on a Galera node, bounded where
+// bounded, or in one of lockmgr's own transactions (ownTx); plain when
+// the statement has no such form.
+func (f Forms) Text(plain string, synced, bounded, ownTx bool) string {
+	switch {
+	case f.Bounded != "" && ownTx && synced:
+		return f.TxBoundedSynced
+	case f.Bounded != "" && ownTx:
+		return f.TxBounded
+	case f.Bounded != "" && bounded && synced:
+		return f.BoundedSynced
+	case f.Bounded != "" && bounded:
+		return f.Bounded
+	case synced && f.Synced != "":
+		return f.Synced
+	}
+	return plain
+}
+
 // Table is one lock table as its statements name it.
 type Table struct {
+	Given  string // as the Manager names it: "locks" or "schema.locks"
 	Name   string // the lock table, quoted
 	Fences string // its side table of fence high-water marks, quoted
 	// LockTimeout is the lock-wait bound of an @bounded statement, as
 	// PostgreSQL's lock_timeout reads it ("50ms").
 	LockTimeout string
+	// BusyTimeout is the bound as SQLite's busy_timeout ("50").
+	BusyTimeout string
 }
+
+// Schema is the schema part of t's name, or nil.
+func (t Table) Schema() any {
+	if i := strings.IndexByte(t.Given, '.'); i >= 0 {
+		return t.Given[:i]
+	}
+	return nil
+}
+
+// Bare is t's name without its schema.
+func (t Table) Bare() string { return t.Given[strings.IndexByte(t.Given, '.')+1:] }
 
 // FenceBuckets is how many fence buckets a lock table's side table holds
 // (PostgreSQL, MySQL): an acquisition locks the one its name hashes to.

@@ -41,11 +41,6 @@ func engineProblem(version string) error {
 	return fmt.Errorf("%w: %s (server version %q)", ErrUnsupportedEngine, why, version)
 }
 
-// isTiDB reports a TiDB server, which answers as "8.0.11-TiDB-v…".
-func isTiDB(version string) bool {
-	return strings.Contains(version, "-TiDB-")
-}
-
 // serverVersion is the version GORM's MySQL dialector recorded when it
 // connected, or "" (another dialector, or one that records none).
 func serverVersion(db *gorm.DB) string {
@@ -60,16 +55,13 @@ func serverVersion(db *gorm.DB) string {
 	return f.String()
 }
 
-// checkEngine asks a PostgreSQL-wire server what it is, with the first-use
-// table check: CockroachDB and YugabyteDB answer the protocol as
-// PostgreSQL, and GORM's driver records no version. MySQL-wire engines are
-// checked by New.
+// checkEngine asks a PostgreSQL-wire server what it is (engine.Version),
+// with the first-use table check: CockroachDB and YugabyteDB answer the
+// protocol as PostgreSQL, and GORM's driver records no version. MySQL-wire
+// engines are checked by New.
 func (m *Manager) checkEngine(ctx context.Context) error {
-	if m.d.kind != "postgres" {
-		return nil
-	}
-	var version string
-	if err := m.conn(ctx).Raw("SELECT version()").Scan(&version).Error; err != nil {
+	version, err := m.d.eng.Version(ctx, m.conn(ctx))
+	if err != nil {
 		return fmt.Errorf("lockmgr: check table %s: %w", m.tableName, err)
 	}
 	return engineProblem(version)
