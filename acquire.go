@@ -41,21 +41,34 @@ func (m *Manager) tryAcquire(ctx context.Context, name string, c *lockConfig, st
 	if err := ctx.Err(); err != nil { // nothing sent yet: nothing to undo
 		return nil, fmt.Errorf("lockmgr: acquire %q: %w", name, context.Cause(ctx))
 	}
-	// The attempt runs to its reply whatever happens to ctx (bounded by
-	// m.release): a statement cut off by ctx may still commit on the
-	// server, and leave the lock held by a token nobody has.
+	a, found, err := m.attempt(ctx, &v, times)
+	return m.outcome(ctx, l, a, found, err, start)
+}
+
+// attempt runs the engine's acquisition with the values v. It runs to its
+// reply whatever happens to ctx (bounded by m.release): a statement cut
+// off by ctx may still commit on the server, and leave the lock held by a
+// token nobody has.
+func (m *Manager) attempt(ctx context.Context, v *values, times engine.Times) (engine.Acquired, bool, error) {
 	actx, cancel := m.detached(ctx)
-	attempt := time.Now()
-	r := &runner{m: m, v: &v}
+	defer cancel()
+	start := time.Now()
+	r := &runner{m: m, v: v}
 	a, found, err := m.d.eng.Acquire(actx, r, times)
 	// A server that gives up a lock wait at once (MariaDB counts whole
 	// seconds) is asked again until the bound has passed (lockwait.go).
 	for m.d.eng.LockWaitTimeout(err) && m.bounded() && (!m.inTx || m.d.eng.TimeoutKeepsTx()) &&
-		time.Since(attempt) < lockWaitBound && sleep(ctx, jitter(minBackoff)) == nil {
+		time.Since(start) < lockWaitBound && sleep(ctx, jitter(minBackoff)) == nil {
 		a, found, err = m.d.eng.Acquire(actx, r, times)
 	}
-	cancel()
+	return a, found, err
+}
+
+// outcome is what an attempt to take l's name came to: l, taken, or the
+// error, the acquisition undone where it may have committed.
+func (m *Manager) outcome(ctx context.Context, l *Lock, a engine.Acquired, found bool, err error, start time.Time) (*Lock, error) {
 	l.Fence = a.Fence
+	name := l.Name
 	if m.d.eng.LockWaitTimeout(err) {
 		// Another transaction holds the row (or SQLite's write lock): the
 		// name is held; the statement gave up and changed nothing.
@@ -79,7 +92,7 @@ func (m *Manager) tryAcquire(ctx context.Context, name string, c *lockConfig, st
 	if err != nil {
 		return nil, fmt.Errorf("lockmgr: acquire %q: %w", name, err)
 	}
-	if !found || a.Token != l.Token {
+	if !won {
 		m.event(ctx, m.hooks.OnContended, &Lock{Name: name}, start, "lockmgr: contended")
 		return nil, heldError(name)
 	}
