@@ -139,7 +139,7 @@ func newDialect(kind, table string, srv engine.Server) (*dialect, error) {
 
 // engineTable is the lock table as the engine's statements name it.
 func (d *dialect) engineTable(table string) engine.Table {
-	return engine.Table{Given: table, Name: d.table, Fences: d.fenceTable, LockTimeout: pgLockTimeout, BusyTimeout: sqliteBoundMS}
+	return engine.Table{Given: table, Name: d.table, Fences: d.fenceTable, Bound: lockWaitBound}
 }
 
 // use compiles the engine's statements s into d.
@@ -177,18 +177,4 @@ func (d *dialect) fill(v *values, expires time.Duration) engine.Times {
 	t := d.eng.Times(time.Now, expires)
 	v[aMicros], v[aUntil], v[aNow], v[aFence] = t.Micros, t.Until, t.Now, t.Fence
 	return t
-}
-
-func (d *dialect) quoteIndex(name string) string { return d.eng.QuoteIndex(name) }
-
-// schema is the schema part of a qualified table name, or nil.
-func (d *dialect) schema(table string) any {
-	if i := strings.IndexByte(table, '.'); i >= 0 {
-		return table[:i]
-	}
-	return nil
-}
-
-func (d *dialect) bareTable(table string) string {
-	return table[strings.IndexByte(table, '.')+1:]
 }

@@ -2,7 +2,6 @@ package lockmgr
 
 import (
 	"context"
-	"strconv"
 	"time"
 )
 
@@ -49,18 +48,12 @@ import (
 // Reads (IsLocked, Get, List) take no row locks and never wait.
 const lockWaitBound = 50 * time.Millisecond
 
-// pgLockTimeout is lockWaitBound as PostgreSQL's lock_timeout.
-var pgLockTimeout = strconv.FormatInt(lockWaitBound.Milliseconds(), 10) + "ms"
-
 // bounded reports whether m's statements give up waiting for another
 // transaction's lock after lockWaitBound: outside the caller's transaction,
 // and inside lockmgr's own.
 func (m *Manager) bounded() bool {
 	return m.ownTx || !m.inTx && !inTransaction(m.pool())
 }
-
-// sqliteBoundMS is lockWaitBound as SQLite's busy_timeout.
-var sqliteBoundMS = strconv.FormatInt(lockWaitBound.Milliseconds(), 10)
 
 // boundsOnPool reports a statement that runs through the engine's Bounded
 // (SQLite's busy_timeout): on the pool itself, outside any transaction.

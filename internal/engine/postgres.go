@@ -207,7 +207,7 @@ func (Postgres) Bounded(_ context.Context, p gorm.ConnPool, _ time.Duration, fn 
 // InTx sets lock_timeout to the bound until the transaction ends, where own.
 func (Postgres) InTx(_ context.Context, tx *gorm.DB, t Table, own bool, fn func() error) error {
 	if own {
-		if err := tx.Exec("SELECT set_config('lock_timeout', ?, true)", t.LockTimeout).Error; err != nil {
+		if err := tx.Exec("SELECT set_config('lock_timeout', ?, true)", t.lockTimeout()).Error; err != nil {
 			return err
 		}
 	}

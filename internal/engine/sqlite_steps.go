@@ -184,7 +184,7 @@ func (e SQLite) InTx(ctx context.Context, tx *gorm.DB, t Table, own bool, fn fun
 		if err != nil {
 			return err
 		}
-		if err := tx.Exec("PRAGMA busy_timeout = " + t.BusyTimeout).Error; err != nil {
+		if err := tx.Exec("PRAGMA busy_timeout = " + ms(t.Bound)).Error; err != nil {
 			return err
 		}
 		defer func() {

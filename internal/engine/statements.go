@@ -1,6 +1,9 @@
 package engine
 
-import "strings"
+import (
+	"strings"
+	"time"
+)
 
 // Statements are one engine's lock statements for one table, as SQL with
 // @name placeholders, which package lockmgr compiles into the driver's
@@ -75,11 +78,9 @@ type Table struct {
 	Given  string // as the Manager names it: "locks" or "schema.locks"
 	Name   string // the lock table, quoted
 	Fences string // its side table of fence high-water marks, quoted
-	// LockTimeout is the lock-wait bound of an @bounded statement, as
-	// PostgreSQL's lock_timeout reads it ("50ms").
-	LockTimeout string
-	// BusyTimeout is the bound as SQLite's busy_timeout ("50").
-	BusyTimeout string
+	// Bound is how long a bounded statement waits for another
+	// transaction's lock (lockmgr's lockWaitBound).
+	Bound time.Duration
 }
 
 // Schema is the schema part of t's name, or nil.
@@ -100,9 +101,12 @@ const FenceBuckets = "1024" // = 32 × 32
 // sql makes a statement written over several lines one line, with single
 // spaces, and names t's tables in it: {table}, {fences}, {lock_timeout}.
 func (t Table) sql(text string) string {
-	return strings.NewReplacer("{table}", t.Name, "{fences}", t.Fences, "{lock_timeout}", t.LockTimeout,
+	return strings.NewReplacer("{table}", t.Name, "{fences}", t.Fences, "{lock_timeout}", t.lockTimeout(),
 		"{buckets}", FenceBuckets).Replace(strings.Join(strings.Fields(text), " "))
 }
+
+// lockTimeout is t.Bound as PostgreSQL's lock_timeout reads it ("50ms").
+func (t Table) lockTimeout() string { return ms(t.Bound) + "ms" }
 
 // clientAddTime sets ReadUntil and CasUntil, which only SQLite runs, but
 // every engine has had compiled.
