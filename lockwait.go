@@ -13,26 +13,27 @@ import (
 // ends the wait, so the statement ends cleanly, having changed nothing
 // (cancelling it from Go would leave its outcome unknown). Such a statement
 // found the name held: an acquisition answers ErrLocked (with Wait, the
-// wait goes on), and nothing repeats it (retrying). Per database:
+// wait goes on), and nothing repeats it (retrying). Each engine bounds
+// waits its own way (internal/engine):
 //
 //   - PostgreSQL: set_config('lock_timeout', lockWaitBound, true), evaluated
 //     in the statement before it takes any lock; it lasts until the end of
 //     the statement's own transaction (@bounded). SQLSTATE 55P03.
 //   - MariaDB: SET STATEMENT innodb_lock_wait_timeout=0 FOR …, combined
-//     with Galera's wsrep_sync_wait (internal/engine/mysql_galera.go). The server counts whole
-//     seconds, so 0 (give up at once) is its only setting within the bound;
-//     tryAcquire repeats an acquisition that gave up until lockWaitBound
-//     has passed since the attempt began. Error 1205. A holder's statements
-//     (release, renewal, CleanLocks) and lockmgr's own transactions wait
-//     up to 1 s instead (internal/engine/mysql_galera.go): one that gives up at once never
+//     with Galera's wsrep_sync_wait (mysql_galera.go). The server counts
+//     whole seconds, so 0 (give up at once) is its only setting within the
+//     bound; an acquisition that gave up is asked again until lockWaitBound
+//     has passed since the attempt began (Manager.attempt). Error 1205. A
+//     holder's statements (release, renewal, CleanLocks) and lockmgr's own
+//     transactions wait up to 1 s instead: one that gives up at once never
 //     joins the row's queue of waiters, and loses it to every transaction
 //     that does.
 //   - TiDB: the same SET STATEMENT is not available, its lock waits count
 //     whole seconds, and an autocommit statement ignores them. Its
-//     acquisition, a transaction (internal/engine/mysql_tidb.go), first locks the
-//     name's row with FOR UPDATE NOWAIT (error 3572), asked again as
-//     MariaDB's is; its fence bucket waits 1 s at most. A holder's autocommit statements wait
-//     for the holding transaction or for their caller's deadline.
+//     acquisition, a transaction (mysql_tidb.go), first locks the name's
+//     row with FOR UPDATE NOWAIT (error 3572), asked again as MariaDB's is;
+//     its fence bucket waits 1 s at most. A holder's autocommit statements
+//     wait for the holding transaction or for their caller's deadline.
 //   - MySQL 8: its SET_VAR hint does not take InnoDB variables, and
 //     innodb_lock_wait_timeout counts whole seconds from 1, so a statement
 //     waits the session's innodb_lock_wait_timeout (50 s by default) once,
@@ -40,7 +41,7 @@ import (
 //     Set innodb_lock_wait_timeout=1 for lockmgr's connections there.
 //   - SQLite: busy_timeout, a connection setting, is lowered to the bound
 //     around the statement, in a transaction on one connection, and put
-//     back before it commits (engine.SQLite.Bounded). "database is locked".
+//     back before it commits (SQLite.Bounded). "database is locked".
 //
 // Inside the caller's transaction nothing is bounded: a lock timeout would
 // abort the caller's whole transaction on PostgreSQL, and its waits are

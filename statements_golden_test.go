@@ -16,7 +16,7 @@ import (
 var updateGolden = flagpkg.Bool("update", false, "rewrite testdata/statements.golden")
 
 // goldenVariants are the dialects New builds, one per server it tells
-// apart (mysqlServer), each for a plain and a schema-qualified table.
+// apart (engine.Detect), each for a plain and a schema-qualified table.
 var goldenVariants = []struct {
 	name, kind string
 	srv        engine.Server

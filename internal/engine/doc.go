@@ -8,7 +8,7 @@
 //     its migration and TiDB's rebuild in mysql_migrate.go, and its fence
 //     side table and trigger in mysql_fence.go (the MySQL family's file
 //     would pass 400 lines);
-//   - sqlite.go, sqlite_steps.go, sqlite_migrate.go: SQLite.
+//   - sqlite.go, sqlite_migrate.go: SQLite.
 //
 // Each engine owns its lock statements, as literal SQL with @name
 // placeholders (Statements, statements.go; the values they bind are in
