@@ -79,7 +79,7 @@ func (m *Manager) migrate(ctx context.Context, db *gorm.DB) error {
 // migration is what the engine's migration of m's table is given.
 func (m *Manager) migration(ctx context.Context) engine.Migration {
 	mg := engine.Migration{
-		Table: m.d.engineTable(m.tableName), FirstUse: m.mig.firstUse, LockWait: m.mig.lockWait,
+		Table: m.d.t, FirstUse: m.mig.firstUse, LockWait: m.mig.lockWait,
 		Retrying: m.retrying, Conn: mconn{m}, OnConn: m.onConn, Wait: waitFor(ctx), Model: &Lock{},
 		Pause:   sleep,
 		Backoff: func(ctx context.Context) error { return sleep(ctx, jitter(minBackoff)) },

@@ -13,11 +13,10 @@ import (
 // written with @name placeholders, once per Manager into positional SQL
 // plus the order in which to bind the values, and fills those values.
 //
-// Time: PostgreSQL and MySQL judge expiry by the database's clock
-// (statement_timestamp(), UTC_TIMESTAMP(6)); SQLite has no server, so the
-// client's clock is passed in as UTC text, the form Django writes.
-// Timestamps are read back as microseconds since the epoch (PostgreSQL,
-// MySQL) or as text (SQLite), never through the driver's time-zone setting.
+// Time: the engine says whose clock judges expiry, and which values carry
+// it (engine.Times: the database's, or on SQLite the client's as UTC
+// text); timestamps come back as the engine reads them (engine.Acquired,
+// toTime), never through the driver's time-zone setting.
 
 // The values a statement binds (engine.Arg), by the names lockmgr's code
 // has always used.
@@ -100,6 +99,7 @@ func (d *dialect) compile(tmpl string) stmt {
 // dialect is the compiled SQL of one engine for one table.
 type dialect struct {
 	eng        engine.Engine // the database's statements, steps and errors (internal/engine)
+	t          engine.Table  // the lock table as the engine names it
 	table      string        // quoted
 	fenceTable string        // quoted; the side table of fence high-water marks
 
@@ -133,13 +133,9 @@ func newDialect(kind, table string, srv engine.Server) (*dialect, error) {
 	fences := slices.Clone(parts)
 	fences[len(fences)-1] = eng.Quote(strings.Split(table, ".")[len(parts)-1] + "_fence")
 	d := &dialect{eng: eng, table: strings.Join(parts, "."), fenceTable: strings.Join(fences, ".")}
-	d.use(eng.Statements(d.engineTable(table)))
+	d.t = engine.Table{Given: table, Name: d.table, Fences: d.fenceTable, Bound: lockWaitBound}
+	d.use(eng.Statements(d.t))
 	return d, d.err
-}
-
-// engineTable is the lock table as the engine's statements name it.
-func (d *dialect) engineTable(table string) engine.Table {
-	return engine.Table{Given: table, Name: d.table, Fences: d.fenceTable, Bound: lockWaitBound}
 }
 
 // use compiles the engine's statements s into d.

@@ -38,7 +38,7 @@ func FenceGaps(m *Manager) ([]string, error) {
 		return nil, nil
 	}
 	ctx := context.Background()
-	return my.FenceGaps(ctx, m.conn(ctx), mconn{m}, m.d.engineTable(m.tableName))
+	return my.FenceGaps(ctx, m.conn(ctx), mconn{m}, m.d.t)
 }
 
 // WithPreparation returns a copy of m whose statements are prepared (on)

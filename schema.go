@@ -198,7 +198,7 @@ func (m *Manager) runtimeSchemaError(r *report, err error) error {
 		if w := m.schema.byWidth.Load(); w > 0 {
 			what += fmt.Sprintf(" (locked_by holds %d characters)", w)
 		}
-	case r != nil && m.d.eng.SearchPath(m.d.engineTable(m.tableName)):
+	case r != nil && m.d.eng.SearchPath(m.d.t):
 		what += "; the table exists, so some pooled connection resolves its name through another search_path: " +
 			"qualify it (WithTable(\"schema." + m.tableName + "\")) or give every connection one search_path"
 	}
@@ -209,7 +209,7 @@ func (m *Manager) runtimeSchemaError(r *report, err error) error {
 // elsewhere lists the schemas other than this connection's where a
 // table of an unqualified name exists: another search_path (PostgreSQL).
 func (m *Manager) elsewhere(ctx context.Context) []string {
-	return m.d.eng.Elsewhere(m.conn(ctx), m.d.engineTable(m.tableName))
+	return m.d.eng.Elsewhere(m.conn(ctx), m.d.t)
 }
 
 // report is what inspect found wrong with the table.
@@ -269,7 +269,7 @@ type column = engine.Column
 // inspect reads the table's columns and side structures from the catalog
 // (the engine's Migrator).
 func (m *Manager) inspect(ctx context.Context, db *gorm.DB) (report, error) {
-	t := m.d.engineTable(m.tableName)
+	t := m.d.t
 	cols, err := m.d.eng.Columns(db, t)
 	if err != nil || len(cols) == 0 {
 		return report{missing: err == nil}, err

@@ -168,7 +168,7 @@ func (m *Manager) transaction(ctx context.Context, fn func(tx *Manager) error) e
 		return m.conn(gctx).Transaction(func(tx *gorm.DB) error {
 			t := *m
 			t.db, t.inTx, t.ownTx = tx.Session(&gorm.Session{NewDB: true}), true, m.bounded()
-			return m.d.eng.InTx(ctx, tx, m.d.engineTable(m.tableName), t.ownTx, func() error { return fn(&t) })
+			return m.d.eng.InTx(ctx, tx, m.d.t, t.ownTx, func() error { return fn(&t) })
 		})
 	})
 }
