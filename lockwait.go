@@ -56,8 +56,9 @@ func (m *Manager) bounded() bool {
 	return m.ownTx || !m.inTx && !inTransaction(m.pool())
 }
 
-// boundsOnPool reports a statement that runs through the engine's Bounded
-// (SQLite's busy_timeout): on the pool itself, outside any transaction.
+// boundsOnPool reports a write that runs on what the engine's Bounded
+// gives (SQLite: a transaction with a lowered busy_timeout): one on the
+// pool itself, outside any transaction.
 func (m *Manager) boundsOnPool() bool {
 	return !m.viaGORM && !m.ownTx && m.bounded()
 }

@@ -30,15 +30,25 @@ func (m *Manager) query(ctx context.Context, s stmt, v *values, dest ...any) (fo
 // rows.Close's error is returned too.
 func (m *Manager) queryOnce(ctx context.Context, s stmt, v *values, dest ...any) (found bool, err error) {
 	if !s.reads && m.boundsOnPool() {
-		err = m.d.eng.Bounded(ctx, m.pool(), lockWaitBound, func(p gorm.ConnPool) error {
-			rows, err := p.QueryContext(ctx, m.text(ctx, s), m.bind(s, v)...)
-			found, err = scanFirst(rows, err, dest...)
-			return err
-		})
-		return found, err
+		p, done, err := m.d.eng.Bounded(ctx, m.pool(), lockWaitBound)
+		if err != nil {
+			return false, err
+		}
+		rows, err := p.QueryContext(ctx, m.text(ctx, s), m.bind(s, v)...)
+		found, err = scanFirst(rows, err, dest...)
+		return found, end(done, err)
 	}
 	rows, err := m.rows(ctx, s, v)
 	return scanFirst(rows, err, dest...)
+}
+
+// end ends what the engine's Bounded began for a statement whose error is
+// err, if it began anything.
+func end(done func(error) error, err error) error {
+	if done == nil {
+		return err
+	}
+	return done(err)
 }
 
 // scanFirst scans the first of rows into dest and closes rows.
@@ -96,11 +106,12 @@ func (m *Manager) bind(s stmt, v *values) []any {
 // result runs s on the pool, or through GORM (WithGORMCallbacks).
 func (m *Manager) result(ctx context.Context, s stmt, v *values) (res sql.Result, err error) {
 	if !s.reads && m.boundsOnPool() {
-		err = m.d.eng.Bounded(ctx, m.pool(), lockWaitBound, func(p gorm.ConnPool) error {
-			res, err = p.ExecContext(ctx, m.text(ctx, s), m.bind(s, v)...)
-			return err
-		})
-		return res, err
+		p, done, err := m.d.eng.Bounded(ctx, m.pool(), lockWaitBound)
+		if err != nil {
+			return nil, err
+		}
+		res, err = p.ExecContext(ctx, m.text(ctx, s), m.bind(s, v)...)
+		return res, end(done, err)
 	}
 	if m.viaGORM {
 		res := gorm.WithResult()

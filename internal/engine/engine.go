@@ -73,10 +73,12 @@ type Engine interface {
 	// how many rows it deleted.
 	Release(ctx context.Context, r Runner, s Stmt) (int64, error)
 
-	// Bounded runs fn, a statement that writes outside any transaction,
-	// on p, with its lock waits bounded as the engine bounds them outside
-	// the statement's text (SQLite's busy_timeout); bound is the bound.
-	Bounded(ctx context.Context, p gorm.ConnPool, bound time.Duration, fn func(gorm.ConnPool) error) error
+	// Bounded is what a statement that writes outside any transaction
+	// runs on, given the pool p, for its lock waits to be bounded by bound
+	// where the statement's text does not bound them (SQLite's
+	// busy_timeout): p itself, or a transaction that done, given the
+	// statement's error, ends (nil: nothing to end).
+	Bounded(ctx context.Context, p gorm.ConnPool, bound time.Duration) (on gorm.ConnPool, done func(error) error, err error)
 	// InTx runs fn as the body of one of lockmgr's own transactions, tx
 	// on the table t; own says its lock waits are bounded.
 	InTx(ctx context.Context, tx *gorm.DB, t Table, own bool, fn func() error) error

@@ -249,9 +249,9 @@ func lastInsertUntil(res sql.Result) (any, bool, error) {
 // Release counts the rows affected.
 func (MySQL) Release(ctx context.Context, r Runner, s Stmt) (int64, error) { return r.Exec(ctx, s) }
 
-// Bounded runs fn: the statement's text bounds its waits (Forms).
-func (MySQL) Bounded(_ context.Context, p gorm.ConnPool, _ time.Duration, fn func(gorm.ConnPool) error) error {
-	return fn(p)
+// Bounded is p: the statement's text bounds its waits (Forms).
+func (MySQL) Bounded(_ context.Context, p gorm.ConnPool, _ time.Duration) (gorm.ConnPool, func(error) error, error) {
+	return p, nil, nil
 }
 
 // InTx runs fn: the statements' forms bound their waits.

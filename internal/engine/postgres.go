@@ -199,9 +199,9 @@ func (Postgres) Release(ctx context.Context, r Runner, s Stmt) (n int64, err err
 	return n, err
 }
 
-// Bounded runs fn: the statement bounds its own waits (@bounded).
-func (Postgres) Bounded(_ context.Context, p gorm.ConnPool, _ time.Duration, fn func(gorm.ConnPool) error) error {
-	return fn(p)
+// Bounded is p: the statement bounds its own waits (@bounded).
+func (Postgres) Bounded(_ context.Context, p gorm.ConnPool, _ time.Duration) (gorm.ConnPool, func(error) error, error) {
+	return p, nil, nil
 }
 
 // InTx sets lock_timeout to the bound until the transaction ends, where own.

@@ -210,30 +210,33 @@ func addExpiry(old string, expires time.Duration) (any, error) {
 // Release counts the rows affected.
 func (SQLite) Release(ctx context.Context, r Runner, s Stmt) (int64, error) { return r.Exec(ctx, s) }
 
-// Bounded runs fn on one connection of the pool, in a transaction whose
-// busy_timeout is bound; the connection's own is put back before the
-// transaction ends. SQLite takes its write lock at the first write, as it
-// does for the statement alone.
-func (e SQLite) Bounded(ctx context.Context, p gorm.ConnPool, bound time.Duration, fn func(gorm.ConnPool) error) (err error) {
+// Bounded is a transaction on one connection of the pool whose
+// busy_timeout is bound; done puts the connection's own back, then commits
+// (or rolls back after an error). SQLite takes its write lock at the first
+// write, as it does for the statement alone.
+func (e SQLite) Bounded(ctx context.Context, p gorm.ConnPool, bound time.Duration) (gorm.ConnPool, func(error) error, error) {
 	restore, err := e.busyMS(ctx, p)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	tx, err := beginOn(ctx, p)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	if _, err = tx.ExecContext(ctx, "PRAGMA busy_timeout = "+ms(bound)); err == nil {
-		err = fn(tx)
+	if _, err = tx.ExecContext(ctx, "PRAGMA busy_timeout = "+ms(bound)); err != nil {
+		_ = tx.Rollback()
+		return nil, nil, err
+	}
+	return tx, func(err error) error {
 		if _, rerr := tx.ExecContext(ctx, "PRAGMA busy_timeout = "+restore); rerr != nil && err == nil {
 			err = fmt.Errorf("lockmgr: restore busy_timeout: %w", rerr)
 		}
-	}
-	if err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
+		if err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+		return tx.Commit()
+	}, nil
 }
 
 func ms(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
