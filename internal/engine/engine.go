@@ -170,12 +170,12 @@ func tooLong(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "Error 1406 ")
 }
 
-// TooLong: 22001.
-func (Postgres) TooLong(err error) bool { return tooLong(err) }
-
-// TooLong: 1406 (data too long).
-func (MySQL) TooLong(err error) bool { return tooLong(err) }
-
-// TooLong: SQLite does not enforce widths; as the others, for a driver
-// that reports one.
-func (SQLite) TooLong(err error) bool { return tooLong(err) }
+// containsAny reports whether s contains any of subs.
+func containsAny(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}

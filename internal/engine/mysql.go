@@ -87,15 +87,6 @@ func (MySQL) SchemaShaped(err error) bool {
 	return containsAny(err.Error(), "Error 1054 ", "Error 1146 ", "Error 1406 ", "Error 8113 ", "Error 8028 ")
 }
 
-func containsAny(s string, subs ...string) bool {
-	for _, sub := range subs {
-		if strings.Contains(s, sub) {
-			return true
-		}
-	}
-	return false
-}
-
 // myMicros reads a timestamp column as microseconds since the epoch.
 func myMicros(col string) string { return "TIMESTAMPDIFF(MICROSECOND, '1970-01-01', " + col + ")" }
 
@@ -268,3 +259,6 @@ func (e MySQL) RowLocking(bounded bool) clause.Locking {
 
 // Version: GORM's driver recorded it when it connected (Detect).
 func (MySQL) Version(context.Context, *gorm.DB) (string, error) { return "", nil }
+
+// TooLong: 1406 (data too long).
+func (MySQL) TooLong(err error) bool { return tooLong(err) }

@@ -230,3 +230,6 @@ func (Postgres) Version(_ context.Context, db *gorm.DB) (string, error) {
 	err := db.Raw("SELECT version()").Scan(&version).Error
 	return version, err
 }
+
+// TooLong: 22001.
+func (Postgres) TooLong(err error) bool { return tooLong(err) }

@@ -321,3 +321,7 @@ func (SQLite) CatchUp(context.Context, Conn) error { return nil }
 
 // Version: nothing to ask.
 func (SQLite) Version(context.Context, *gorm.DB) (string, error) { return "", nil }
+
+// TooLong: SQLite does not enforce widths; as the others, for a driver
+// that reports one.
+func (SQLite) TooLong(err error) bool { return tooLong(err) }
