@@ -58,17 +58,14 @@ func (m *Manager) Unlock(ctx context.Context, name string) error {
 
 // delete runs a release's DELETE (plain: engine.StRelease or StUnlock),
 // announcing it on the notifier's channel in the same statement when there
-// is one: always with a plain Notifier (the Notify form, plain+1), and only
-// when some process watches the name with a Watcher (the Watched form,
-// plain+2).
+// is one: always with a plain Notifier, and only when some process watches
+// the name with a Watcher.
 func (m *Manager) delete(ctx context.Context, plain engine.Stmt, v *values) (int64, error) {
 	v[aLazy] = !m.inTx && !inTransaction(m.pool()) // never change the durability of the caller's transaction
 	s := plain
 	if m.channel != "" {
-		s = plain + 1
-		if _, ok := m.notifier.(Watcher); ok {
-			s = plain + 2
-		}
+		_, watched := m.notifier.(Watcher)
+		s = engine.Announcing(plain, watched)
 		v[aChannel], v[aOrigin] = m.channel, originOf(m.dbID)
 	}
 	var n int64

@@ -41,6 +41,16 @@ const (
 	NumStmts
 )
 
+// Announcing is the release s (StRelease or StUnlock) that also sends a
+// NOTIFY of the name: always, or only when watched (a Watcher waits for
+// it).
+func Announcing(s Stmt, watched bool) Stmt {
+	if watched {
+		return s + 2 // StReleaseWatched, StUnlockWatched
+	}
+	return s + 1 // StReleaseNotify, StUnlockNotify
+}
+
 // Runner runs an engine's statements for package lockmgr, with the values
 // of one call bound: each run checks the table first and is repeated while
 // the database rolls it back (Retryable), as lockmgr runs every statement.
