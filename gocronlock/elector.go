@@ -47,6 +47,9 @@ func (el *Elector) IsLeader(context.Context) error {
 // its context): run it in a goroutine of every replica beside the
 // scheduler.
 func (el *Elector) Run(ctx context.Context) error {
+	if el == nil || el.e == nil {
+		return fmt.Errorf("%w: gocronlock: Elector without an Election", lockmgr.ErrInvalidOption)
+	}
 	return el.e.Run(ctx, func(ctx context.Context, _ lockmgr.Term) error {
 		<-ctx.Done()
 		return ctx.Err()

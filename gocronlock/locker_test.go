@@ -76,7 +76,6 @@ func TestLockerOptions(t *testing.T) {
 
 		lk, err := gocronlock.NewLocker(e.m, gocronlock.Interval(time.Hour), gocronlock.Prefix("cron/"))
 		require.NoError(t, err)
-		defer func() { _ = lk.Close(context.Background()) }()
 		k, err := lk.Lock(context.Background(), "nightly")
 		require.NoError(t, err)
 		l, err := e.m.Get(context.Background(), "cron/nightly")
@@ -90,5 +89,12 @@ func TestLockerOptions(t *testing.T) {
 
 		_, err = lk.Lock(context.Background(), string(make([]byte, 300)))
 		assert.ErrorIs(t, err, lockmgr.ErrInvalidName)
+
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		assert.ErrorIs(t, lk.Close(ctx), context.DeadlineExceeded, "Close waits for the half-hour hold only as long as ctx lets it")
+		ok, err = e.m.IsLocked(context.Background(), "cron/nightly")
+		require.NoError(t, err)
+		assert.True(t, ok, "and leaves it held")
 	})
 }

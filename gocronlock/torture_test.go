@@ -26,7 +26,7 @@ func childLocker(t *testing.T, m *lockmgr.Manager, db *gorm.DB) gocron.Locker {
 	case "naive":
 		return naiveLocker{m}
 	default:
-		l, err := gocronlock.NewLocker(m, gocronlock.Interval(time.Second))
+		l, err := gocronlock.NewLocker(m, gocronlock.Interval(time.Second)) // LockAtLeastFor: tortureHold
 		require.NoError(t, err)
 		return l
 	}
