@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -22,7 +23,8 @@ import (
 // MariaDB and TiDB when their DSNs are set (LOCKMGR_TEST_POSTGRES_DSN,
 // LOCKMGR_TEST_MYSQL_DSN, LOCKMGR_TEST_TIDB_DSN), as in the root suite.
 type backend struct {
-	name, kind, dsn string // kind: GORM's dialector name
+	name, kind, dsn string   // kind: GORM's dialector name
+	nodes           []string // a cluster's nodes (Galera), one per replica in turn; dsn is the first
 }
 
 func backends(t testing.TB) []backend {
@@ -41,6 +43,25 @@ func backends(t testing.TB) []backend {
 }
 
 // open opens b's database, closed at the test's end.
+// tortureBackends are backends, and a MariaDB Galera cluster when
+// LOCKMGR_TEST_GALERA_DSNS names its nodes (space-separated): the
+// torture's replicas then run on different nodes.
+func tortureBackends(t testing.TB) []backend {
+	out := backends(t)
+	if nodes := strings.Fields(os.Getenv("LOCKMGR_TEST_GALERA_DSNS")); len(nodes) > 0 {
+		out = append(out, backend{name: "galera", kind: "mysql", dsn: nodes[0], nodes: nodes})
+	}
+	return out
+}
+
+// node is the DSN replica i uses.
+func (b backend) node(i int) string {
+	if len(b.nodes) == 0 {
+		return b.dsn
+	}
+	return b.nodes[i%len(b.nodes)]
+}
+
 func (b backend) open(t testing.TB) *gorm.DB {
 	var d gorm.Dialector
 	switch b.kind {

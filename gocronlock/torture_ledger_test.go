@@ -200,7 +200,7 @@ func TestSchedulingTorture(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
-	for _, b := range backends(t) {
+	for _, b := range tortureBackends(t) {
 		t.Run(b.name, func(t *testing.T) {
 			tt := newTorture(t, b, "lockmgr")
 			tt.run(tortureLength(), true)

@@ -81,7 +81,7 @@ func newTorture(t *testing.T, b backend, locker string) *torture {
 // spawn starts replica id and waits until its scheduler runs.
 func (tt *torture) spawn(id int) *replica {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestTortureChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), envChild+"=1", envKind+"="+tt.b.kind, envDSN+"="+tt.b.dsn, envTable+"="+tt.table,
+	cmd.Env = append(os.Environ(), envChild+"=1", envKind+"="+tt.b.kind, envDSN+"="+tt.b.node(id), envTable+"="+tt.table,
 		envLedger+"="+tt.ledger, envLocker+"="+tt.locker, fmt.Sprintf("%s=%d", envReplica, id),
 		fmt.Sprintf("%s=%d", envSkew, lags[id].Milliseconds()))
 	out, err := cmd.StdoutPipe()
