@@ -94,6 +94,13 @@ func TestHoldAtLeastRememberedFromTheAcquisition(t *testing.T) {
 		require.NoError(t, e.m.Release(e.ctx, l, lockmgr.HoldAtLeast(0)))
 		assert.False(t, e.isLocked("get"), "Release's HoldAtLeast(0) replaced it")
 
+		l = e.lock("re", hold)
+		require.NoError(t, e.m.Unlock(e.ctx, "re"))
+		nl, err := e.m.Renew(e.ctx, l, lockmgr.Create())
+		require.NoError(t, err, "taken anew")
+		require.NoError(t, e.m.Release(e.ctx, nl))
+		assert.True(t, e.isLocked("re"), "a lock renewed with Create keeps its hold")
+
 		require.NoError(t, e.m.Do(e.ctx, "do", func(ctx context.Context, s *lockmgr.Scope) error {
 			return s.Lock(ctx, "extra")
 		}, hold))

@@ -134,11 +134,11 @@ func (lk *Locker) Lock(ctx context.Context, key string) (gocron.Lock, error) {
 
 // Close waits until the holds of the ticks this Locker released have
 // passed and deletes their rows (owner-checked), unless ctx ends first,
-// when the rest are left to expire (CleanLocks deletes them): bound it by
-// the shutdown's grace period, as a hold lasts up to LockAtLeastFor. Call
-// it after the scheduler's Shutdown. It returns ctx's error if ctx ended. Locks of
-// jobs still running are not touched; a Lock after Close still works, but
-// leaves its row to expire.
+// when the rest are left to expire (CleanLocks deletes them) and it
+// returns ctx's error: bound it by the shutdown's grace period, as a hold
+// lasts up to LockAtLeastFor. Call it after the scheduler's Shutdown.
+// Locks of jobs still running are not touched; a Lock after Close still
+// works, but leaves its row to expire.
 func (lk *Locker) Close(ctx context.Context) error {
 	lk.mu.Lock()
 	lk.closed = true
