@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/go-co-op/gocron/v2"
+	"github.com/google/uuid"
 	"github.com/jonboulle/clockwork"
 
 	"github.com/gormlock/lockmgr"
@@ -111,10 +112,17 @@ func replica(ctx context.Context, m *lockmgr.Manager, p *demo.Printer, c *config
 		return err
 	}
 	first := clock.Now().Truncate(c.every).Add(c.every)
+	tick := func() string { return clock.Now().Round(c.every).Format("15:04:05.000") }
+	skipped := gocron.AfterLockError(func(_ uuid.UUID, _ string, err error) {
+		if errors.Is(err, lockmgr.ErrLocked) {
+			p.Printf("%-10s tick %s  skipped: another replica ran it", c.name, tick())
+		} else {
+			p.Printf("%-10s tick %s  error: %v", c.name, tick(), err)
+		}
+	})
 	_, err = s.NewJob(gocron.DurationJob(c.every), gocron.NewTask(func() {
-		tick := clock.Now().Round(c.every)
-		p.Printf("%-10s tick %s  RUNS the job", c.name, tick.Format("15:04:05.000"))
-	}), gocron.WithName("report"), gocron.WithStartAt(gocron.WithStartDateTime(first)))
+		p.Printf("%-10s tick %s  RUNS the job", c.name, tick())
+	}), gocron.WithName("report"), gocron.WithStartAt(gocron.WithStartDateTime(first)), gocron.WithEventListeners(skipped))
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,8 @@ func TestMain(m *testing.M) {
 
 var runLine = regexp.MustCompile(`(?m)^(replica-\d)\s+tick (\S+)\s+RUNS the job`)
 
+var skipLine = regexp.MustCompile(`(?m)^(replica-\d)\s+tick (\S+)\s+skipped: another replica ran it`)
+
 // TestThreeReplicasRunEachTickOnce: three replicas, one of them 300 ms
 // late, run each tick once between them.
 func TestThreeReplicasRunEachTickOnce(t *testing.T) {
@@ -50,4 +52,6 @@ func checkReplicas(t *testing.T, args ...string) {
 		ran[m[2]] = m[1]
 	}
 	assert.GreaterOrEqual(t, len(ran), 2, "ticks ran:\n%s", s)
+	assert.NotEmpty(t, skipLine.FindAllString(s, -1), "the other replicas said they skipped:\n%s", s)
+	assert.NotContains(t, s, "error:")
 }
