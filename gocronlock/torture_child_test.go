@@ -83,7 +83,7 @@ var lockCalled atomic.Int64
 func (c countingLocker) Lock(ctx context.Context, key string) (gocron.Lock, error) {
 	lockCalled.Store(time.Now().UnixMilli())
 	k, err := c.Locker.Lock(ctx, key)
-	if err != nil && !errors.Is(err, lockmgr.ErrLocked) {
+	if err != nil && !errors.Is(err, lockmgr.ErrLocked) && ctx.Err() == nil { // not a scheduler shutting down
 		fmt.Printf("LOCKERR %s\n", oneLine(err.Error()))
 	}
 	return k, err

@@ -229,7 +229,10 @@ func TestSchedulingTorture(t *testing.T) {
 			c.run(tortureLength()/2, false)
 			cv := c.judge()
 			t.Logf("%s control (release right after the job): %v", b.name, cv)
-			assert.Greater(t, cv.twice, cv.ticks/2, "the control runs most ticks twice: the torture can fail")
+			// Most ticks, where the database answers in a few milliseconds;
+			// a slow one (TiDB on a busy machine) makes the late replica's
+			// attempt meet the first run still going.
+			assert.Greater(t, cv.twice, cv.ticks/4, "the control runs many ticks twice: the torture can fail")
 		})
 	}
 }
