@@ -23,10 +23,10 @@ func TestLockerHoldsATickAtLeastAndAtMost(t *testing.T) {
 		ctx := context.Background()
 		var logs bytes.Buffer
 		warn := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		a, err := gocronlock.NewLocker(e.manager(t, "a", lockmgr.WithLogger(warn)), gocronlock.Interval(2*time.Second))
+		a, err := gocronlock.NewLocker(e.manager(t, "a", lockmgr.WithLogger(warn)), gocronlock.Interval(4*time.Second))
 		require.NoError(t, err)
 		defer func() { _ = a.Close(context.Background()) }()
-		b, err := gocronlock.NewLocker(e.manager(t, "b", lockmgr.WithLogger(warn)), gocronlock.Interval(2*time.Second))
+		b, err := gocronlock.NewLocker(e.manager(t, "b", lockmgr.WithLogger(warn)), gocronlock.Interval(4*time.Second))
 		require.NoError(t, err)
 		defer func() { _ = b.Close(context.Background()) }()
 
@@ -35,12 +35,12 @@ func TestLockerHoldsATickAtLeastAndAtMost(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, k.Unlock(ctx), "the job returned at once")
 		_, err = b.Lock(ctx, "job")
-		if time.Since(start) < 800*time.Millisecond {
+		if time.Since(start) < 1500*time.Millisecond {
 			require.ErrorIs(t, err, lockmgr.ErrLocked, "a replica firing the tick late skips it")
 		}
-		require.Eventually(t, func() bool { return e.rows(t) == 0 }, 5*time.Second, 20*time.Millisecond,
-			"the kept row is deleted once its hold (1 s) has passed")
-		assert.GreaterOrEqual(t, time.Since(start), 900*time.Millisecond, "not before")
+		require.Eventually(t, func() bool { return e.rows(t) == 0 }, 8*time.Second, 20*time.Millisecond,
+			"the kept row is deleted once its hold (2 s) has passed")
+		assert.GreaterOrEqual(t, time.Since(start), 1900*time.Millisecond, "not before")
 
 		start = time.Now()
 		_, err = a.Lock(ctx, "crash") // never unlocked: its runner crashed
@@ -50,9 +50,9 @@ func TestLockerHoldsATickAtLeastAndAtMost(t *testing.T) {
 			k, err := b.Lock(ctx, "crash")
 			k2 = k
 			return err == nil
-		}, 5*time.Second, 20*time.Millisecond, "free at LockAtMostFor (1.5 s)")
-		assert.GreaterOrEqual(t, time.Since(start), 1400*time.Millisecond)
-		assert.Less(t, time.Since(start), 2*time.Second, "before the next tick")
+		}, 8*time.Second, 20*time.Millisecond, "free at LockAtMostFor (3 s)")
+		assert.GreaterOrEqual(t, time.Since(start), 2900*time.Millisecond)
+		assert.Less(t, time.Since(start), 4*time.Second, "before the next tick")
 		require.NotNil(t, k2)
 		assert.Empty(t, logs.String(), "contested ticks log nothing")
 	})
