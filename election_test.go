@@ -101,38 +101,7 @@ func TestElectionOneLeaderHandsOverOnResign(t *testing.T) {
 		}
 		var fences []int64
 		for round := range 3 {
-			var tm lockmgr.Term
-			var who *member
-			select {
-			case tm = <-members[0].terms:
-				who = members[0]
-			case tm = <-members[1].terms:
-				who = members[1]
-			case tm = <-members[2].terms:
-				who = members[2]
-			case <-time.After(10 * time.Second):
-				t.Fatalf("round %d: no leader", round)
-			}
-			got, err := who.el.Leader(e.ctx)
-			require.NoError(t, err)
-			assert.Equal(t, tm.Identity, got.Identity)
-			assert.Equal(t, tm.Fence, got.Fence)
-			assert.Equal(t, who.el.Identity(), tm.Identity)
-			lt, ok := who.el.Leading()
-			assert.True(t, ok)
-			assert.Equal(t, tm.Fence, lt.Fence)
-			fences = append(fences, tm.Fence)
-			resigned := time.Now()
-			require.NoError(t, who.el.Resign(e.ctx))
-			_, ok = who.el.Leading()
-			assert.False(t, ok, "a member that resigned does not lead")
-			if round < 2 {
-				eventually(t, 3*time.Second, func() bool {
-					l, err := who.el.Leader(e.ctx)
-					return err == nil && l.Fence > tm.Fence
-				}, "another member leads soon after a resign")
-				t.Logf("round %d: handover in %v", round, time.Since(resigned))
-			}
+			fences = append(fences, resignRound(t, e, members, round < 2))
 		}
 		cancel()
 		for _, mb := range members {
@@ -143,6 +112,44 @@ func TestElectionOneLeaderHandsOverOnResign(t *testing.T) {
 		_, err := members[0].el.Leader(e.ctx)
 		assert.ErrorIs(t, err, lockmgr.ErrNoLeader, "Run released the lock when its context ended")
 	})
+}
+
+// resignRound waits for one of members to lead, checks what Leader and
+// Leading say, makes it resign and, when next, waits for another to lead.
+// It returns the term's fence.
+func resignRound(t *testing.T, e *env, members []*member, next bool) int64 {
+	var tm lockmgr.Term
+	var who *member
+	select {
+	case tm = <-members[0].terms:
+		who = members[0]
+	case tm = <-members[1].terms:
+		who = members[1]
+	case tm = <-members[2].terms:
+		who = members[2]
+	case <-time.After(10 * time.Second):
+		t.Fatal("no leader")
+	}
+	got, err := who.el.Leader(e.ctx)
+	require.NoError(t, err)
+	assert.Equal(t, tm.Identity, got.Identity)
+	assert.Equal(t, tm.Fence, got.Fence)
+	assert.Equal(t, who.el.Identity(), tm.Identity)
+	lt, ok := who.el.Leading()
+	assert.True(t, ok)
+	assert.Equal(t, tm.Fence, lt.Fence)
+	resigned := time.Now()
+	require.NoError(t, who.el.Resign(e.ctx))
+	_, ok = who.el.Leading()
+	assert.False(t, ok, "a member that resigned does not lead")
+	if next {
+		eventually(t, 3*time.Second, func() bool {
+			l, err := who.el.Leader(e.ctx)
+			return err == nil && l.Fence > tm.Fence
+		}, "another member leads soon after a resign")
+		t.Logf("handover in %v", time.Since(resigned))
+	}
+	return tm.Fence
 }
 
 func TestElectionRunWaitsForLeadBeforeRelease(t *testing.T) {
@@ -259,7 +266,13 @@ func TestElectionSlowObserverDoesNotBlock(t *testing.T) {
 		rctx, stop := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() {
-			done <- el.Run(rctx, func(ctx context.Context, tm lockmgr.Term) error { terms <- tm; return nil })
+			done <- el.Run(rctx, func(ctx context.Context, tm lockmgr.Term) error {
+				select { // lead returns at once: Run may win again before stop
+				case terms <- tm:
+				default:
+				}
+				return nil
+			})
 		}()
 		fence = (<-terms).Fence
 		stop()

@@ -75,22 +75,7 @@ func testElectionChaos(t *testing.T, et electionTarget) {
 			t.Errorf("term %d was not observed by %v", fence, m)
 		}
 		time.Sleep(time.Duration(200+rand.IntN(400)) * time.Millisecond)
-		d := disruption{kind: []string{"kill", "pause", "resign"}[rand.IntN(3)], fence: fence}
-		switch d.kind {
-		case "kill":
-			d.at = h.kill(ev.p)
-			h.spawn()
-		case "pause":
-			d.at = h.pause(ev.p, h.ttl+500*time.Millisecond)
-		case "resign":
-			d.at = h.signal(ev.p, syscall.SIGUSR1)
-			select {
-			case r := <-ev.p.resigned:
-				assert.Equal(t, "ok", r, "Resign in %s", ev.p.who)
-			case <-time.After(10 * time.Second):
-				t.Errorf("%s: Resign did not return", ev.p.who)
-			}
-		}
+		d := h.disrupt(ev, []string{"kill", "pause", "resign"}[rand.IntN(3)])
 		ds = append(ds, d)
 	}
 	h.awaitLeader(fence) // the last disruption's successor
@@ -105,15 +90,7 @@ func testElectionChaos(t *testing.T, et electionTarget) {
 	assert.Empty(t, v.stale, "writes of a term after the next term's first write (checked after a pause or never paused)")
 	assert.Zero(t, v.fenceBackwards, "terms whose fence did not grow")
 	assert.Empty(t, v.observeProblems, "members whose Observe missed a term or saw terms out of order")
-	limit := map[string]time.Duration{"kill": h.ttl + time.Second, "pause": h.ttl + time.Second, "resign": time.Second}
-	if et.Driver == "sqlite" { // a member paused inside a write transaction holds SQLite's write lock meanwhile
-		limit["pause"] += h.ttl + 500*time.Millisecond
-	}
-	for kind, lat := range v.takeover {
-		for _, d := range lat {
-			assert.LessOrEqual(t, d, limit[kind], "a new leader's first write %v after a %s (limit %v)", d, kind, limit[kind])
-		}
-	}
+	assertTakeovers(t, v, h.ttl, et.Driver == "sqlite")
 	assert.GreaterOrEqual(t, len(v.terms), len(ds)+1, "a term per disruption, and the first")
 }
 
@@ -133,18 +110,7 @@ func testElectionShutdown(t *testing.T, et electionTarget) {
 		fence = ev.fence
 		h.awaitObserved(fence)
 		time.Sleep(300 * time.Millisecond)
-		ds = append(ds, disruption{kind: "sigterm", fence: fence, at: h.signal(ev.p, syscall.SIGTERM)})
-		select {
-		case line := <-ev.p.exit:
-			assert.Equal(t, "ok", line, "Run's result in the leader told to stop")
-		case <-time.After(time.Minute):
-			t.Fatalf("%s did not exit after SIGTERM", ev.p.who)
-		}
-		ev.p.mu.Lock()
-		ev.p.ended = monoNow()
-		ev.p.mu.Unlock()
-		_ = ev.p.cmd.Wait()
-		h.spawn()
+		ds = append(ds, h.terminate(ev))
 	}
 	h.awaitLeader(fence)
 	stopped := monoNow()
@@ -161,6 +127,62 @@ func testElectionShutdown(t *testing.T, et electionTarget) {
 		t.Logf("term %d: last drain write #%d, next term's first #%d, %v later", d.fence, last.ID, next.ID, gap)
 		assert.Greater(t, next.ID, last.ID)
 		assert.Less(t, gap, h.ttl/2, "the next leader came %v after the old one's last write: released, not left to expire", gap)
+	}
+}
+
+// terminate SIGTERMs the leader of ev, waits for it to exit (after its
+// drain) and starts a member in its place.
+func (h *electionHarness) terminate(ev leadEvent) disruption {
+	d := disruption{kind: "sigterm", fence: ev.fence, at: h.signal(ev.p, syscall.SIGTERM)}
+	select {
+	case line := <-ev.p.exit:
+		assert.Equal(h.t, "ok", line, "Run's result in the leader told to stop")
+	case <-time.After(time.Minute):
+		h.t.Fatalf("%s did not exit after SIGTERM", ev.p.who)
+	}
+	ev.p.mu.Lock()
+	ev.p.ended = monoNow()
+	ev.p.mu.Unlock()
+	_ = ev.p.cmd.Wait()
+	h.spawn()
+	return d
+}
+
+// disrupt kills, pauses or resigns the leader of ev.
+func (h *electionHarness) disrupt(ev leadEvent, kind string) disruption {
+	d := disruption{kind: kind, fence: ev.fence}
+	switch kind {
+	case "kill":
+		d.at = h.kill(ev.p)
+		h.spawn()
+	case "pause":
+		d.at = h.pause(ev.p, h.ttl+500*time.Millisecond)
+	case "resign":
+		d.at = h.signal(ev.p, syscall.SIGUSR1)
+		select {
+		case r := <-ev.p.resigned:
+			assert.Equal(h.t, "ok", r, "Resign in %s", ev.p.who)
+		case <-time.After(10 * time.Second):
+			h.t.Errorf("%s: Resign did not return", ev.p.who)
+		}
+	}
+	return d
+}
+
+// assertTakeovers checks that the next term's first write came within
+// TTL + 1 s of a kill or pause, and 1 s of a resign. On SQLite a member
+// paused inside a write transaction holds the database's write lock
+// meanwhile, so a pause may delay everyone by its length.
+func assertTakeovers(t *testing.T, v electionVerdict, ttl time.Duration, sqlite bool) {
+	t.Helper()
+	limit := map[string]time.Duration{"kill": ttl + time.Second, "pause": ttl + time.Second, "resign": time.Second}
+	if sqlite {
+		limit["pause"] += ttl + 500*time.Millisecond
+	}
+	for kind, lat := range v.takeover {
+		for _, d := range lat {
+			assert.LessOrEqual(t, d, limit[kind], "a new leader's first write %v after a %s (limit %v)", d, kind, limit[kind])
+		}
 	}
 }
 
@@ -226,26 +248,7 @@ func judgeElection(ws []electionWrite, procs []*electionProc, ds []disruption, s
 	for _, p := range procs {
 		byWho[p.who] = p
 	}
-	first, last := map[int64]electionWrite{}, map[int64]electionWrite{}
-	maxFence := int64(0)
-	for _, w := range ws {
-		if _, ok := first[w.Fence]; !ok {
-			first[w.Fence] = w
-			if w.Fence <= maxFence {
-				v.fenceBackwards++
-			}
-			v.terms = append(v.terms, w.Fence)
-		}
-		last[w.Fence] = w
-		if w.Fence < maxFence {
-			if pausedMidWrite(byWho[w.Who], w.Check) {
-				v.midWrite = append(v.midWrite, w)
-			} else {
-				v.stale = append(v.stale, w)
-			}
-		}
-		maxFence = max(maxFence, w.Fence)
-	}
+	first, last := v.scan(ws, byWho)
 	for _, d := range ds {
 		v.counts[d.kind]++
 		for _, f := range v.terms {
@@ -267,6 +270,32 @@ func judgeElection(ws []electionWrite, procs []*electionProc, ds []disruption, s
 	}
 	v.observeProblems = checkObserved(procs, v.terms, first, last, stopped, ttl)
 	return v
+}
+
+// scan replays the ledger in commit order: the terms in the order of their
+// first writes, and every write of a term after a later term's first.
+func (v *electionVerdict) scan(ws []electionWrite, byWho map[string]*electionProc) (first, last map[int64]electionWrite) {
+	first, last = map[int64]electionWrite{}, map[int64]electionWrite{}
+	maxFence := int64(0)
+	for _, w := range ws {
+		if _, ok := first[w.Fence]; !ok {
+			first[w.Fence] = w
+			if w.Fence <= maxFence {
+				v.fenceBackwards++
+			}
+			v.terms = append(v.terms, w.Fence)
+		}
+		last[w.Fence] = w
+		if w.Fence < maxFence {
+			if pausedMidWrite(byWho[w.Who], w.Check) {
+				v.midWrite = append(v.midWrite, w)
+			} else {
+				v.stale = append(v.stale, w)
+			}
+		}
+		maxFence = max(maxFence, w.Fence)
+	}
+	return first, last
 }
 
 // pausedMidWrite reports whether p was stopped within a second after a
