@@ -156,13 +156,17 @@ func TestElectionRunWaitsForLeadBeforeRelease(t *testing.T) {
 	eachDB(t, func(t *testing.T, e *env) {
 		ctx, cancel := context.WithCancel(e.ctx)
 		var returned atomic.Bool
+		var el *lockmgr.Election // set before cancel, read after ctx.Done
 		mb := startMember(t, ctx, e.m, "slow", func(ctx context.Context, _ lockmgr.Term) error {
 			<-ctx.Done()
 			time.Sleep(time.Second) // still writing its last batch
 			assert.True(t, e.isLocked("leader"), "the lock is held while lead runs")
+			_, leading := el.Leading()
+			assert.True(t, leading, "Leading stays true while lead finishes after Run's context ended")
 			returned.Store(true)
 			return ctx.Err()
 		})
+		el = mb.el
 		<-mb.terms
 		cancel()
 		require.ErrorIs(t, <-mb.done, context.Canceled)
@@ -191,6 +195,8 @@ func TestElectionCampaignsAgainAfterLoss(t *testing.T) {
 			return ctx.Err()
 		})
 		first := <-mb.terms
+		_, leading := mb.el.Leading()
+		require.True(t, leading)
 		require.NoError(t, e.m.Unlock(e.ctx, "leader")) // an operator clears it
 		select {
 		case err := <-causes:

@@ -170,12 +170,13 @@ func (h *electionHarness) disrupt(ev leadEvent, kind string) disruption {
 }
 
 // assertTakeovers checks that the next term's first write came within
-// TTL + 1 s of a kill or pause, and 1 s of a resign. On SQLite a member
+// TTL + 1 s of a kill or pause, and 1 s of a resign (a second more each
+// under the race detector, raceSlack). On SQLite a member
 // paused inside a write transaction holds the database's write lock
 // meanwhile, so a pause may delay everyone by its length.
 func assertTakeovers(t *testing.T, v electionVerdict, ttl time.Duration, sqlite bool) {
 	t.Helper()
-	limit := map[string]time.Duration{"kill": ttl + time.Second, "pause": ttl + time.Second, "resign": time.Second}
+	limit := map[string]time.Duration{"kill": ttl + time.Second + raceSlack, "pause": ttl + time.Second + raceSlack, "resign": time.Second + raceSlack}
 	if sqlite {
 		limit["pause"] += ttl + 500*time.Millisecond
 	}

@@ -148,9 +148,17 @@ func (w *electionWorker) lead(ctx context.Context, t lockmgr.Term) error {
 	}
 }
 
+// drain finishes the last batch after SIGTERM. lead's context is already
+// cancelled, so it cannot say that leadership was lost meanwhile: Leading
+// does, checked before each write.
 func (w *electionWorker) drain(t lockmgr.Term, tick *time.Ticker) error {
 	for end := time.Now().Add(w.cfg.Drain); time.Now().Before(end); <-tick.C {
-		w.write(t.Fence, "drain", monoNow())
+		check := monoNow()
+		if _, ok := w.el.Leading(); !ok {
+			w.printf("drain stopped: leadership lost")
+			break
+		}
+		w.write(t.Fence, "drain", check)
 	}
 	return context.Canceled
 }
