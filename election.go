@@ -132,13 +132,17 @@ func (e *Election) Name() string { return e.name }
 func (e *Election) Identity() string { return e.identity }
 
 // Leading reports the term this member leads now, without a query: false
-// when it does not lead, or its lead context has ended (leadership lost,
-// resigned, or in doubt: past the lock's safe deadline).
+// when it does not lead, has resigned, or its lock is lost or in doubt
+// (past its safe deadline, by the monotonic clock). Unlike lead's context,
+// it stays true while lead finishes its work after Run's context ended
+// (the lock is still held then) and turns false if the lock is lost
+// meanwhile: a lead that drains at shutdown checks it before each write.
 func (e *Election) Leading() (Term, bool) {
 	e.mu.Lock()
 	ts := e.term
+	resigned := ts != nil && ts.resigned
 	e.mu.Unlock()
-	if ts == nil || ts.scope.Context().Err() != nil {
+	if ts == nil || resigned || !ts.scope.holds() {
 		return Term{}, false
 	}
 	return ts.t, true

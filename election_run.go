@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Run campaigns until ctx ends: it waits for the election's lock (Acquire
@@ -13,8 +14,9 @@ import (
 // time, or past its safe deadline when the context is checked (a process
 // resumed from a pause sees it done at once), or Resign called. Once lead
 // returns it releases the lock, waking the waiting members, and campaigns
-// again; after a Resign it first stands aside for one TTL, so that
-// another member takes over.
+// again; after a Resign it first stands aside (standAside: two seconds,
+// or the TTL if shorter), so that another member, woken by the release or
+// polling at most every second, takes over.
 //
 // When ctx ends, lead's context is cancelled too, and Run waits for lead
 // to return before it releases the lock, then returns ctx's error: the
@@ -48,7 +50,7 @@ func (e *Election) Run(ctx context.Context, lead func(ctx context.Context, t Ter
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case resigned:
-			if sleep(ctx, e.ttl) != nil {
+			if sleep(ctx, min(e.ttl, standAside)) != nil {
 				return ctx.Err()
 			}
 		}
@@ -128,6 +130,11 @@ func termEnded(err error) bool {
 	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrLockLost)
 }
 
+// standAside is how long a member that resigned waits before it
+// campaigns again (or its TTL, if shorter): longer than a waiting
+// member's longest backoff (a second), so that one of them takes over.
+const standAside = 2 * time.Second
+
 // errResigned is the cause of a lead context that Resign cancelled.
 var errResigned = fmt.Errorf("%w: the leader resigned", ErrLockLost)
 
@@ -137,7 +144,8 @@ var errResigned = fmt.Errorf("%w: the leader resigned", ErrLockLost)
 // within a moment rather than after the TTL. If ctx ends first it releases
 // the lock without waiting further: called from lead itself, pass lead's
 // context, which Resign has just cancelled, and it releases at once. The
-// member then stands aside for one TTL before it campaigns again. Without
+// member then stands aside for a moment (see Run) before it campaigns
+// again. Without
 // a term to resign it does nothing. It returns a release error, if any.
 func (e *Election) Resign(ctx context.Context) error {
 	if err := checkContext(ctx); err != nil {

@@ -101,38 +101,7 @@ func TestElectionOneLeaderHandsOverOnResign(t *testing.T) {
 		}
 		var fences []int64
 		for round := range 3 {
-			var tm lockmgr.Term
-			var who *member
-			select {
-			case tm = <-members[0].terms:
-				who = members[0]
-			case tm = <-members[1].terms:
-				who = members[1]
-			case tm = <-members[2].terms:
-				who = members[2]
-			case <-time.After(10 * time.Second):
-				t.Fatalf("round %d: no leader", round)
-			}
-			got, err := who.el.Leader(e.ctx)
-			require.NoError(t, err)
-			assert.Equal(t, tm.Identity, got.Identity)
-			assert.Equal(t, tm.Fence, got.Fence)
-			assert.Equal(t, who.el.Identity(), tm.Identity)
-			lt, ok := who.el.Leading()
-			assert.True(t, ok)
-			assert.Equal(t, tm.Fence, lt.Fence)
-			fences = append(fences, tm.Fence)
-			resigned := time.Now()
-			require.NoError(t, who.el.Resign(e.ctx))
-			_, ok = who.el.Leading()
-			assert.False(t, ok, "a member that resigned does not lead")
-			if round < 2 {
-				eventually(t, 3*time.Second, func() bool {
-					l, err := who.el.Leader(e.ctx)
-					return err == nil && l.Fence > tm.Fence
-				}, "another member leads soon after a resign")
-				t.Logf("round %d: handover in %v", round, time.Since(resigned))
-			}
+			fences = append(fences, resignRound(t, e, members, round < 2))
 		}
 		cancel()
 		for _, mb := range members {
@@ -145,17 +114,59 @@ func TestElectionOneLeaderHandsOverOnResign(t *testing.T) {
 	})
 }
 
+// resignRound waits for one of members to lead, checks what Leader and
+// Leading say, makes it resign and, when next, waits for another to lead.
+// It returns the term's fence.
+func resignRound(t *testing.T, e *env, members []*member, next bool) int64 {
+	var tm lockmgr.Term
+	var who *member
+	select {
+	case tm = <-members[0].terms:
+		who = members[0]
+	case tm = <-members[1].terms:
+		who = members[1]
+	case tm = <-members[2].terms:
+		who = members[2]
+	case <-time.After(10 * time.Second):
+		t.Fatal("no leader")
+	}
+	got, err := who.el.Leader(e.ctx)
+	require.NoError(t, err)
+	assert.Equal(t, tm.Identity, got.Identity)
+	assert.Equal(t, tm.Fence, got.Fence)
+	assert.Equal(t, who.el.Identity(), tm.Identity)
+	lt, ok := who.el.Leading()
+	assert.True(t, ok)
+	assert.Equal(t, tm.Fence, lt.Fence)
+	resigned := time.Now()
+	require.NoError(t, who.el.Resign(e.ctx))
+	_, ok = who.el.Leading()
+	assert.False(t, ok, "a member that resigned does not lead")
+	if next {
+		eventually(t, 3*time.Second, func() bool {
+			l, err := who.el.Leader(e.ctx)
+			return err == nil && l.Fence > tm.Fence
+		}, "another member leads soon after a resign")
+		t.Logf("handover in %v", time.Since(resigned))
+	}
+	return tm.Fence
+}
+
 func TestElectionRunWaitsForLeadBeforeRelease(t *testing.T) {
 	eachDB(t, func(t *testing.T, e *env) {
 		ctx, cancel := context.WithCancel(e.ctx)
 		var returned atomic.Bool
+		var el *lockmgr.Election // set before cancel, read after ctx.Done
 		mb := startMember(t, ctx, e.m, "slow", func(ctx context.Context, _ lockmgr.Term) error {
 			<-ctx.Done()
 			time.Sleep(time.Second) // still writing its last batch
 			assert.True(t, e.isLocked("leader"), "the lock is held while lead runs")
+			_, leading := el.Leading()
+			assert.True(t, leading, "Leading stays true while lead finishes after Run's context ended")
 			returned.Store(true)
 			return ctx.Err()
 		})
+		el = mb.el
 		<-mb.terms
 		cancel()
 		require.ErrorIs(t, <-mb.done, context.Canceled)
@@ -184,6 +195,8 @@ func TestElectionCampaignsAgainAfterLoss(t *testing.T) {
 			return ctx.Err()
 		})
 		first := <-mb.terms
+		_, leading := mb.el.Leading()
+		require.True(t, leading)
 		require.NoError(t, e.m.Unlock(e.ctx, "leader")) // an operator clears it
 		select {
 		case err := <-causes:
@@ -259,7 +272,13 @@ func TestElectionSlowObserverDoesNotBlock(t *testing.T) {
 		rctx, stop := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() {
-			done <- el.Run(rctx, func(ctx context.Context, tm lockmgr.Term) error { terms <- tm; return nil })
+			done <- el.Run(rctx, func(ctx context.Context, tm lockmgr.Term) error {
+				select { // lead returns at once: Run may win again before stop
+				case terms <- tm:
+				default:
+				}
+				return nil
+			})
 		}()
 		fence = (<-terms).Fence
 		stop()

@@ -78,4 +78,15 @@ func (s *Scope) checkDeadline() {
 	}
 }
 
+// holds reports whether the scope still holds its main lock as far as it
+// knows: not lost, not past its safe deadline, not unlocked or closed —
+// whether or not its context was cancelled otherwise.
+func (s *Scope) holds() bool {
+	s.checkDeadline()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.held[s.main.Name]
+	return !s.closed && h != nil && s.main.Token != "" && h.lock.Token == s.main.Token
+}
+
 var errLeasePast = errors.New("its safe deadline passed before a renewal succeeded (the process was paused or starved)")
