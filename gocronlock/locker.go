@@ -94,7 +94,11 @@ type Locker struct {
 var _ gocron.Locker = (*Locker)(nil)
 
 // NewLocker returns a Locker taking m's locks. Bad options are
-// lockmgr.ErrInvalidOption, before anything touches the database.
+// lockmgr.ErrInvalidOption, before anything touches the database. A
+// Manager checks its table on its first call, which can take a few hundred
+// milliseconds: make one (m.AutoMigrate, or any call) before the scheduler
+// starts, so that it does not delay the first tick's acquisition past
+// another replica's hold.
 func NewLocker(m *lockmgr.Manager, opts ...Option) (*Locker, error) {
 	if m == nil {
 		return nil, fmt.Errorf("%w: gocronlock: nil *lockmgr.Manager", lockmgr.ErrInvalidOption)

@@ -104,6 +104,10 @@ func TestTortureChild(t *testing.T) {
 	lag := time.Duration(lagMS) * time.Millisecond
 	m, err := lockmgr.New(db, lockmgr.WithTable(os.Getenv(envTable)), lockmgr.WithOwner(fmt.Sprintf("replica-%d", replica)))
 	require.NoError(t, err)
+	// The Manager's first call checks its table, which can take a few
+	// hundred milliseconds on a busy machine: made now, not on a tick.
+	_, err = m.IsLocked(t.Context(), "warm-up")
+	require.NoError(t, err)
 	locker := childLocker(t, m, db)
 	if c, ok := locker.(interface{ Close(context.Context) error }); ok {
 		defer func() { _ = c.Close(t.Context()) }() // after Shutdown: the last tick's row is deleted once its hold passes
