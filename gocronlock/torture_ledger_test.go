@@ -124,8 +124,8 @@ func (tt *torture) afterKills(byTick map[int64][]run, first, last int64) []int64
 	for _, k := range tt.kills {
 		next := k.at.Unix() + 1
 		for tick := next; tick < next+2; tick++ {
-			if tick < first || tick > last {
-				continue
+			if tick < first || tick > last || len(byTick[tick]) == 0 && tt.killedNear(tick) {
+				continue // a tick whose own runner was killed is excused as such
 			}
 			rs := byTick[tick]
 			if len(rs) != 1 || rs[0].StartedMS-tick*1000 > (lags[2]+500*time.Millisecond).Milliseconds() {
