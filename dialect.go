@@ -38,6 +38,7 @@ const (
 	aBounded        // the statement gives up lock waits after lockWaitBound (PostgreSQL; lockwait.go)
 	aAfter          // the last name of the previous page (List)
 	aLimit          // rows in a page (List)
+	aHold           // HoldAtLeast in microseconds (releaseHold)
 	numArgs
 )
 
@@ -45,6 +46,7 @@ var argNames = map[string]argKey{
 	"name": aName, "by": aBy, "pid": aPid, "micros": aMicros, "until": aUntil,
 	"token": aToken, "fence": aFence, "now": aNow, "channel": aChannel, "old": aOld,
 	"origin": aOrigin, "lazy": aLazy, "bounded": aBounded, "after": aAfter, "limit": aLimit,
+	"hold": aHold,
 }
 
 // stmt is a compiled statement: SQL with ? placeholders and the values to bind.
@@ -138,6 +140,7 @@ type dialect struct {
 
 	acquire, release, releaseNotify, unlock, unlockNotify stmt
 	releaseWatched, unlockWatched                         stmt // NOTIFY only a watched name (Watcher)
+	releaseHold                                           stmt // a release that keeps the row until HoldAtLeast passes
 	// deleteCounts: the release statements return the count of deleted
 	// rows as a row (PostgreSQL) rather than as rows affected.
 	deleteCounts                               bool
@@ -192,6 +195,7 @@ func (d *dialect) use(s engine.Statements) {
 	}{
 		{&d.acquire, s.Acquire}, {&d.acquireExec, s.AcquireExec}, {&d.readBack, s.ReadBack},
 		{&d.release, s.Release}, {&d.releaseNotify, s.ReleaseNotify}, {&d.releaseWatched, s.ReleaseWatched},
+		{&d.releaseHold, s.ReleaseHold},
 		{&d.unlock, s.Unlock}, {&d.unlockNotify, s.UnlockNotify}, {&d.unlockWatched, s.UnlockWatched},
 		{&d.liveFlag, s.LiveFlag}, {&d.isLocked, s.IsLocked}, {&d.get, s.Get}, {&d.list, s.List}, {&d.listAfter, s.ListAfter},
 		{&d.renewMax, s.RenewMax}, {&d.renewAdd, s.RenewAdd}, {&d.readUntil, s.ReadUntil}, {&d.casUntil, s.CasUntil},

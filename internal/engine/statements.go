@@ -17,6 +17,12 @@ type Statements struct {
 	// Watcher waits for the name).
 	Release, ReleaseNotify, ReleaseWatched string
 	Unlock, UnlockNotify, UnlockWatched    string
+	// ReleaseHold is a release under HoldAtLeast: while the row's
+	// acquisition (created_at) plus @hold microseconds is still to come by
+	// the database's clock, it keeps the row held by @token until then,
+	// changing its expiry; otherwise it changes nothing, and Release
+	// deletes it.
+	ReleaseHold string
 	// ReleaseCounts: Release and Unlock return the count of rows they
 	// deleted as a row, not as rows affected.
 	ReleaseCounts bool
