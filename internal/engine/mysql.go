@@ -115,6 +115,9 @@ func (e MySQL) Statements(t Table) Statements {
 		// own, makes the statement safe for statement-based replication.
 		Clean: t.sql(`DELETE FROM {table} WHERE locked_until <= UTC_TIMESTAMP(6) ORDER BY locked_until, name LIMIT @limit`),
 		Reset: t.sql(`DELETE FROM {table} WHERE true`),
+		Semaphore: t.sql(`SELECT ` + myColumns + ` FROM {table}
+			WHERE (name IN (WITH RECURSIVE g (i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM g WHERE i + 1 < @slots)
+				SELECT CONCAT(@name, '#', i) FROM g) OR name = @marker) AND ` + myLive),
 	}
 	if e.Returning {
 		s.AcquireExec = t.sql(e.acquire(false))

@@ -93,6 +93,9 @@ func (Postgres) Statements(t Table) Statements {
 			DELETE FROM {table} WHERE name = ANY(ARRAY(SELECT name FROM {table} WHERE locked_until <= statement_timestamp() AND ` + pgBound + `
 				LIMIT @limit FOR UPDATE SKIP LOCKED))`),
 		Reset: t.sql(`DELETE FROM {table} WHERE true AND ` + pgBound),
+		Semaphore: t.sql(`SELECT ` + pgColumns + ` FROM {table}
+			WHERE name = ANY(ARRAY(SELECT @name::text || '#' || g FROM generate_series(0, @slots::int - 1) g) || @marker::text)
+			AND ` + pgLive),
 	}
 	own, named := `name = @name AND token = @token AND `+pgBound, `name = @name AND `+pgBound
 	s.Release, s.ReleaseNotify, s.ReleaseWatched = t.sql(pgDelete(own, "")), t.sql(pgDelete(own, pgNotifyAlways)),

@@ -90,6 +90,9 @@ func (SQLite) Statements(t Table) Statements {
 		// By name, not rowid: a table may be WITHOUT ROWID.
 		Clean: t.sql(`DELETE FROM {table} WHERE name IN (SELECT name FROM {table} WHERE locked_until <= @now LIMIT @limit)`),
 		Reset: t.sql(`DELETE FROM {table} WHERE true`),
+		Semaphore: t.sql(`SELECT ` + sqliteColumns + ` FROM {table}
+			WHERE (name IN (WITH RECURSIVE g (i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM g WHERE i + 1 < @slots)
+				SELECT @name || '#' || i FROM g) OR name = @marker) AND ` + sqliteLive),
 	}
 	t.clientAddTime(&s)
 	return s

@@ -33,6 +33,11 @@ type Statements struct {
 	// written back only if unchanged.
 	RenewMax, RenewAdd, ReadUntil, CasUntil string
 
+	// Semaphore reads the live rows of a semaphore: its marker row
+	// (@marker) and its slots, the names @name#0 … @name#(@slots-1), each
+	// found through the primary key.
+	Semaphore string
+
 	Clean string // deletes up to @limit expired rows
 	Reset string // deletes every row
 
