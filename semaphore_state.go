@@ -98,6 +98,19 @@ func parseMarker(by string) (int, bool) {
 	return n, err == nil && n >= 1 && n <= MaxSemaphoreSize && strconv.Itoa(n) == rest
 }
 
+// SemaphoreSize is the size a semaphore's marker row records (its
+// LockedBy reads "lockmgr semaphore of <n>"); ok is false for any other
+// lock.
+func SemaphoreSize(marker *Lock) (n int, ok bool) {
+	if marker == nil {
+		return 0, false
+	}
+	if _, slot, isRow := SemaphoreOf(marker.Name); !isRow || slot != -1 {
+		return 0, false
+	}
+	return parseMarker(marker.LockedBy)
+}
+
 // SemaphoreOf reports whether a lock name is a semaphore's row: a slot
 // "<semaphore>#<i>" (slot i, 0 ≤ i < MaxSemaphoreSize, in decimal without
 // leading zeros) or the marker "<semaphore>#size" (slot -1). A plain lock
