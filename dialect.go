@@ -154,6 +154,7 @@ type dialect struct {
 	tidbNoWait, fenceBumpBounded               stmt   // TiDB: locks the name's row or gives up at once; fenceBump waiting 1 s at most
 	get                                        stmt   // one live lock
 	semaphore                                  stmt   // a semaphore's live marker and slots (semaphore.go)
+	semaphoreFree                              stmt   // a semaphore's marker and some free slots (semaphore.go)
 	columns                                    string // for SELECTs that read whole rows
 	err                                        error
 }
@@ -201,7 +202,7 @@ func (d *dialect) use(s engine.Statements) {
 		{&d.renewMax, s.RenewMax}, {&d.renewAdd, s.RenewAdd}, {&d.readUntil, s.ReadUntil}, {&d.casUntil, s.CasUntil},
 		{&d.clean, s.Clean}, {&d.reset, s.Reset},
 		{&d.fenceBump, s.FenceBump}, {&d.tidbNoWait, s.NoWait}, {&d.fenceBumpBounded, s.FenceBumpBounded},
-		{&d.semaphore, s.Semaphore},
+		{&d.semaphore, s.Semaphore}, {&d.semaphoreFree, s.SemaphoreFree},
 	} {
 		if c.text != "" {
 			*c.st = d.compile(c.text)

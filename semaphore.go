@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 )
@@ -166,31 +165,38 @@ func (s *Semaphore) acquire(ctx context.Context, c *lockConfig, take func(slot s
 	return s.wait(ctx, c.wait, take)
 }
 
-// attempt reads the semaphore's live rows in one statement and takes one
-// of the free slots, trying them in random order (spreading racing callers
-// over them) until one is won: normally one statement more.
+// attempt reads, in one statement, the semaphore's marker and a few of
+// its free slots in random order (spreading racing callers over them),
+// and takes the first it wins: normally one statement more. Slots lost to
+// racing callers are read again, a few times, before ErrLocked.
 func (s *Semaphore) attempt(ctx context.Context, take func(slot string) error) error {
-	st, err := s.m.semaphoreState(ctx, s.name, s.n)
-	if err != nil {
-		return err
-	}
-	if err := s.checkSize(ctx, st); err != nil {
-		return err
-	}
-	free := make([]int, 0, s.n-len(st.held))
-	for i := range s.n {
-		if _, held := st.held[i]; !held {
-			free = append(free, i)
-		}
-	}
-	rand.Shuffle(len(free), func(a, b int) { free[a], free[b] = free[b], free[a] })
-	for _, i := range free {
-		if err := take(s.slots[i]); !errors.Is(err, ErrLocked) {
+	for range semaphoreReads {
+		free, by, marked, err := s.m.semaphoreFree(ctx, s.name, s.n)
+		if err != nil {
 			return err
+		}
+		if err := s.checkSize(ctx, by, marked); err != nil {
+			return err
+		}
+		if len(free) == 0 {
+			break
+		}
+		for _, i := range free {
+			if err := take(s.slots[i]); !errors.Is(err, ErrLocked) {
+				return err
+			}
 		}
 	}
 	return fmt.Errorf("%w: semaphore %q: all %d slots are held", ErrLocked, s.name, s.n)
 }
+
+// semaphoreReads bounds how often one attempt reads free slots again
+// after losing those it read to racing callers; semaphoreCandidates is
+// how many free slots one read returns.
+const (
+	semaphoreReads      = 3
+	semaphoreCandidates = 4
+)
 
 // slotIndex is i for s.Slot(i), else -1.
 func (s *Semaphore) slotIndex(name string) int {

@@ -50,12 +50,47 @@ func (m *Manager) semaphoreState(ctx context.Context, name string, n int) (semap
 	return st, nil
 }
 
-// checkSize compares the size the marker records with s.n, writing the
-// marker first if there is none. Of racing writers of the marker (one
-// GetLock) one wins; the others read its size.
-func (s *Semaphore) checkSize(ctx context.Context, st semaphoreState) error {
-	marker := st.marker
-	if marker == nil {
+// semaphoreFree reads, in one statement (dialect.semaphoreFree), the
+// live marker's locked_by (marked: there is one) and up to
+// semaphoreCandidates free slots of the semaphore name of n, in random
+// order: the database looks each slot up through the primary key, and
+// returns only what the acquisition needs.
+func (m *Manager) semaphoreFree(ctx context.Context, name string, n int) (free []int, by string, marked bool, err error) {
+	var v values
+	m.d.fill(&v, 0)
+	v[aName], v[aSlots], v[aMarker], v[aLimit] = name, n, semaphoreMarker(name), semaphoreCandidates
+	err = m.run(ctx, func() error {
+		free, by, marked = free[:0], "", false
+		rows, err := m.rows(ctx, m.d.semaphoreFree, &v)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var i int
+			var s string
+			if err := rows.Scan(&i, &s); err != nil {
+				return err
+			}
+			if i < 0 {
+				by, marked = s, true
+			} else if i < n {
+				free = append(free, i)
+			}
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, "", false, fmt.Errorf("lockmgr: semaphore %q: %w", name, err)
+	}
+	return free, by, marked, nil
+}
+
+// checkSize compares the size the marker records (by, if marked) with
+// s.n, writing the marker first if there is none. Of racing writers of
+// the marker (one GetLock) one wins; the others read its size.
+func (s *Semaphore) checkSize(ctx context.Context, by string, marked bool) error {
+	if !marked {
 		_, err := s.m.GetLock(ctx, s.marker, NoExpiry(), LockedBy(markerText(s.n)), Process(0))
 		if err == nil {
 			return nil
@@ -63,19 +98,21 @@ func (s *Semaphore) checkSize(ctx context.Context, st semaphoreState) error {
 		if !errors.Is(err, ErrLocked) {
 			return fmt.Errorf("lockmgr: semaphore %q: writing its marker: %w", s.name, err)
 		}
-		if marker, err = s.m.Get(ctx, s.marker); errors.Is(err, ErrLockNotFound) {
+		marker, err := s.m.Get(ctx, s.marker)
+		if errors.Is(err, ErrLockNotFound) {
 			// GetLock found the table busy (SQLite's write lock, a row
 			// another transaction holds): another writer, not a marker yet.
 			return fmt.Errorf("%w: semaphore %q: its marker is being written", ErrLocked, s.name)
 		} else if err != nil {
 			return fmt.Errorf("lockmgr: semaphore %q: reading its marker: %w", s.name, err)
 		}
+		by = marker.LockedBy
 	}
-	n, ok := parseMarker(marker.LockedBy)
+	n, ok := parseMarker(by)
 	switch {
 	case !ok:
 		return fmt.Errorf("%w: semaphore %q: lock %q, held by %q, is not a semaphore's marker",
-			ErrSemaphoreSize, s.name, s.marker, marker.LockedBy)
+			ErrSemaphoreSize, s.name, s.marker, by)
 	case n != s.n:
 		return fmt.Errorf("%w: semaphore %q has %d slots (its marker %q says so); this process asks for %d: "+
 			"every process must use one size (to change it, see docs/semaphores.md)", ErrSemaphoreSize, s.name, n, s.marker, s.n)

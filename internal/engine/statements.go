@@ -37,6 +37,10 @@ type Statements struct {
 	// (@marker) and its slots, the names @name#0 … @name#(@slots-1), each
 	// found through the primary key.
 	Semaphore string
+	// SemaphoreFree reads what an acquisition needs of a semaphore: the
+	// live marker's locked_by, as the row (-1, locked_by), then up to
+	// @limit free slots (no live row), as rows (i, ''), in random order.
+	SemaphoreFree string
 
 	Clean string // deletes up to @limit expired rows
 	Reset string // deletes every row
