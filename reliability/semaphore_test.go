@@ -28,7 +28,7 @@ type semParams struct {
 }
 
 func semTortureParams() semParams {
-	p := semParams{Procs: 12, Slots: 3, Believed: 3, Duration: 8 * time.Second, Expires: 3 * time.Second, Chaos: true}
+	p := semParams{Procs: 12, Slots: 3, Believed: 3, Duration: 10 * time.Second, Expires: 3 * time.Second, Chaos: true}
 	if tortureMode() == "long" {
 		p.Duration = 3 * time.Minute
 	}
@@ -76,6 +76,7 @@ func semTortureAndControl(t *testing.T, tg target, nodes []string) {
 			assert.Positive(t, v.PerProc[proc], "process %d never held a slot (starved)", proc)
 		}
 		assert.Positive(t, v.Kills, "the chaos killed no worker")
+		assert.NotEmpty(t, v.Reuse, "no killed holder's slot was seen taken again")
 		for _, d := range v.Reuse {
 			assert.LessOrEqual(t, d, p.Expires+3*time.Second, "a killed holder's slot was free again only after %v", d)
 		}
@@ -169,7 +170,9 @@ func (h *semHarness) chaos() {
 		time.Sleep(time.Duration(300+rand.IntN(400)) * time.Millisecond)
 		proc := rand.IntN(len(h.children))
 		c := h.children[proc]
-		if rand.IntN(10) < 3 {
+		if rand.IntN(10) < 4 {
+			proc = h.holder(proc)
+			c = h.children[proc]
 			h.kill(proc, c)
 			h.start(proc)
 			continue
@@ -179,6 +182,20 @@ func (h *semHarness) chaos() {
 		time.Sleep(time.Duration(200+rand.IntN(400)) * time.Millisecond) // well within the 3 s expiry
 		_ = c.cmd.Process.Signal(syscall.SIGCONT)
 	}
+}
+
+// holder is a worker the ledger shows inside a hold, of a few tried at
+// random, else proc: a kill of a holder leaves a slot to be reused.
+func (h *semHarness) holder(proc int) int {
+	for range 6 {
+		p := rand.IntN(len(h.children))
+		var last semEvent
+		err := h.ledger.Table(h.base.Ledger).Where("pid = ?", h.children[p].cmd.Process.Pid).Order("id DESC").Limit(1).Find(&last).Error
+		if err == nil && last.Kind == "begin" {
+			return p
+		}
+	}
+	return proc
 }
 
 // kill kills c with SIGKILL and, if the ledger shows it inside a hold,
