@@ -7,7 +7,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -120,7 +119,6 @@ type semHarness struct {
 	base     semConfig
 	nodes    []string
 	ctx      context.Context
-	mu       sync.Mutex
 	children map[int]*child
 	v        semVerdict
 }

@@ -12,13 +12,8 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// clearCommand builds "lockmgr clear".
-func (a *app) clearCommand() *cobra.Command {
-	var semaphore bool
-	cmd := &cobra.Command{
-		Use:   "clear [--semaphore] NAME...",
-		Short: "Remove locks by name, whoever holds them",
-		Long: `clear removes each NAME's lock, whoever holds it and whether or not it has
+// clearLong is clear's help.
+const clearLong = `clear removes each NAME's lock, whoever holds it and whether or not it has
 expired, as django-lockmgr's clear_lock does. A NAME that is not locked is
 fine. A program still running under a cleared lock is not told; one that
 uses a lockmgr scope (or 'lockmgr run') notices at its next renewal.
@@ -34,7 +29,15 @@ OUTPUT
     Lock NAME has been removed (if it exists).
   With --semaphore, per NAME:
     Clearing semaphore NAME...
-    Semaphore NAME: 3 locks removed.`,
+    Semaphore NAME: 3 locks removed.`
+
+// clearCommand builds "lockmgr clear".
+func (a *app) clearCommand() *cobra.Command {
+	var semaphore bool
+	cmd := &cobra.Command{
+		Use:   "clear [--semaphore] NAME...",
+		Short: "Remove locks by name, whoever holds them",
+		Long:  clearLong,
 		Example: `  lockmgr clear deploy
   lockmgr clear invoice:41 invoice:42 invoice:43
   lockmgr clear 'exports#2'
