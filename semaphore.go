@@ -44,8 +44,9 @@ func NewSemaphore(m *Manager, name string, n int) (*Semaphore, error) {
 		return nil, err
 	}
 	marker := semaphoreMarker(name)
-	if err := ValidateName(marker); err != nil {
-		return nil, fmt.Errorf("semaphore %q: its marker %w", name, err)
+	if len(marker) > MaxNameLen { // the longest of its rows' names
+		return nil, fmt.Errorf("%w: semaphore %q: its marker row %q would be %d bytes, the limit is %d",
+			ErrInvalidName, name, marker, len(marker), MaxNameLen)
 	}
 	s := &Semaphore{m: m, name: name, n: n, marker: marker, slots: make([]string, n)}
 	for i := range s.slots {

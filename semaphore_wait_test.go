@@ -43,7 +43,7 @@ func TestSemaphoreWaitWakesOnRelease(t *testing.T) {
 			select {
 			case err := <-got:
 				require.NoError(t, err)
-				assert.Less(t, time.Since(released), 700*time.Millisecond, "woken by the release of %s", held.Name)
+				assert.Less(t, time.Since(released), 400*time.Millisecond, "woken by the release of %s", held.Name)
 			case <-time.After(30 * time.Second):
 				t.Fatal("the waiter never got the slot")
 			}
