@@ -75,7 +75,9 @@ func semTortureAndControl(t *testing.T, tg target, nodes []string) {
 			assert.Positive(t, v.PerProc[proc], "process %d never held a slot (starved)", proc)
 		}
 		assert.Positive(t, v.Kills, "the chaos killed no worker")
-		assert.NotEmpty(t, v.Reuse, "no killed holder's slot was seen taken again")
+		if len(v.Reuse) == 0 {
+			t.Logf("no holder was killed early enough to see its slot taken again")
+		}
 		for _, d := range v.Reuse {
 			assert.LessOrEqual(t, d, p.Expires+3*time.Second, "a killed holder's slot was free again only after %v", d)
 		}
@@ -260,13 +262,17 @@ func (h *semHarness) check() {
 }
 
 // reuseAfter records how long after a kill the killed holder's slot was
-// taken again, if it was before the run ended.
+// taken again. A slot never taken again is recorded as the time left in
+// the run, when that exceeds the expiry by the check's margin: a failure.
 func (h *semHarness) reuseAfter(killed semEvent, evs []semEvent) {
 	for _, ev := range evs {
 		if ev.ID > killed.ID && ev.Kind == "begin" && ev.Slot == killed.Slot {
 			h.v.Reuse = append(h.v.Reuse, time.Duration(ev.At-killed.At)*time.Microsecond)
 			return
 		}
+	}
+	if left := time.Duration(h.base.Deadline-killed.At) * time.Microsecond; left > h.base.Expires+3*time.Second {
+		h.v.Reuse = append(h.v.Reuse, left)
 	}
 }
 
