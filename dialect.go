@@ -39,6 +39,8 @@ const (
 	aAfter          // the last name of the previous page (List)
 	aLimit          // rows in a page (List)
 	aHold           // HoldAtLeast in microseconds (releaseHold)
+	aSlots          // a semaphore's number of slots (semaphore.go)
+	aMarker         // a semaphore's marker row (semaphore.go)
 	numArgs
 )
 
@@ -46,7 +48,8 @@ var argNames = map[string]argKey{
 	"name": aName, "by": aBy, "pid": aPid, "micros": aMicros, "until": aUntil,
 	"token": aToken, "fence": aFence, "now": aNow, "channel": aChannel, "old": aOld,
 	"origin": aOrigin, "lazy": aLazy, "bounded": aBounded, "after": aAfter, "limit": aLimit,
-	"hold": aHold,
+	"hold":  aHold,
+	"slots": aSlots, "marker": aMarker,
 }
 
 // stmt is a compiled statement: SQL with ? placeholders and the values to bind.
@@ -153,6 +156,8 @@ type dialect struct {
 	fenceBump                                  stmt   // TiDB: raises the bucket's hwm before acquire
 	tidbNoWait, fenceBumpBounded               stmt   // TiDB: locks the name's row or gives up at once; fenceBump waiting 1 s at most
 	get                                        stmt   // one live lock
+	semaphore                                  stmt   // a semaphore's live marker and slots (semaphore.go)
+	semaphoreFree                              stmt   // a semaphore's marker and some free slots (semaphore.go)
 	columns                                    string // for SELECTs that read whole rows
 	err                                        error
 }
@@ -201,6 +206,7 @@ func (d *dialect) use(s engine.Statements) {
 		{&d.renewMax, s.RenewMax}, {&d.renewAdd, s.RenewAdd}, {&d.readUntil, s.ReadUntil}, {&d.casUntil, s.CasUntil},
 		{&d.clean, s.Clean}, {&d.reset, s.Reset},
 		{&d.fenceBump, s.FenceBump}, {&d.tidbNoWait, s.NoWait}, {&d.fenceBumpBounded, s.FenceBumpBounded},
+		{&d.semaphore, s.Semaphore}, {&d.semaphoreFree, s.SemaphoreFree},
 	} {
 		if c.text != "" {
 			*c.st = d.compile(c.text)

@@ -42,7 +42,7 @@ func (d *dialect) addSynced() {
 		return
 	}
 	for _, s := range []*stmt{&d.acquire, &d.acquireExec, &d.release, &d.releaseHold, &d.unlock, &d.isLocked, &d.renewMax, &d.renewAdd,
-		&d.clean, &d.reset, &d.list, &d.listAfter, &d.readBack, &d.get} {
+		&d.clean, &d.reset, &d.list, &d.listAfter, &d.readBack, &d.get, &d.semaphore, &d.semaphoreFree} {
 		if s.sql == "" {
 			continue
 		}

@@ -96,6 +96,13 @@ func (Postgres) Statements(t Table) Statements {
 		ReleaseHold: t.sql(`
 			UPDATE {table} SET locked_until = ` + pgHeldUntil + `, updated_at = statement_timestamp()
 			WHERE name = @name AND token = @token AND ` + pgHeldUntil + ` > statement_timestamp() AND ` + pgBound),
+		Semaphore: t.sql(`SELECT ` + pgColumns + ` FROM {table}
+			WHERE name = ANY(ARRAY(SELECT @name::text || '#' || g FROM generate_series(0, @slots::int - 1) g) || @marker::text)
+			AND ` + pgLive),
+		SemaphoreFree: t.sql(`SELECT -1, COALESCE(locked_by, '') FROM {table} WHERE name = @marker::text AND ` + pgLive + `
+			UNION ALL (SELECT g, '' FROM generate_series(0, @slots::int - 1) g
+				WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE name = @name::text || '#' || g AND ` + pgLive + `)
+				ORDER BY random() LIMIT @limit)`),
 	}
 	own, named := `name = @name AND token = @token AND `+pgBound, `name = @name AND `+pgBound
 	s.Release, s.ReleaseNotify, s.ReleaseWatched = t.sql(pgDelete(own, "")), t.sql(pgDelete(own, pgNotifyAlways)),

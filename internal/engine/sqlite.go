@@ -99,6 +99,13 @@ func (SQLite) Statements(t Table) Statements {
 		Reset: t.sql(`DELETE FROM {table} WHERE true`),
 		ReleaseHold: t.sql(`UPDATE {table} SET locked_until = ` + sqliteHeldUntil + `, updated_at = @now
 			WHERE name = @name AND token = @token AND ` + sqliteHeldUntil + ` > @now`),
+		Semaphore: t.sql(`SELECT ` + sqliteColumns + ` FROM {table}
+			WHERE (name IN (WITH RECURSIVE g (i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM g WHERE i + 1 < @slots)
+				SELECT @name || '#' || i FROM g) OR name = @marker) AND ` + sqliteLive),
+		SemaphoreFree: t.sql(`SELECT -1, COALESCE(locked_by, '') FROM {table} WHERE name = @marker AND ` + sqliteLive + `
+			UNION ALL SELECT i, '' FROM (WITH RECURSIVE g (i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM g WHERE i + 1 < @slots)
+				SELECT i FROM g WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE name = @name || '#' || g.i AND ` + sqliteLive + `)
+				ORDER BY random() LIMIT @limit)`),
 	}
 	t.clientAddTime(&s)
 	return s

@@ -39,6 +39,15 @@ type Statements struct {
 	// written back only if unchanged.
 	RenewMax, RenewAdd, ReadUntil, CasUntil string
 
+	// Semaphore reads the live rows of a semaphore: its marker row
+	// (@marker) and its slots, the names @name#0 … @name#(@slots-1), each
+	// found through the primary key.
+	Semaphore string
+	// SemaphoreFree reads what an acquisition needs of a semaphore: the
+	// live marker's locked_by, as the row (-1, locked_by), then up to
+	// @limit free slots (no live row), as rows (i, ''), in random order.
+	SemaphoreFree string
+
 	Clean string // deletes up to @limit expired rows
 	Reset string // deletes every row
 
