@@ -38,6 +38,9 @@ const (
 	aBounded = engine.ArgBounded
 	aAfter   = engine.ArgAfter
 	aLimit   = engine.ArgLimit
+	aHold    = engine.ArgHold
+	aSlots   = engine.ArgSlots
+	aMarker  = engine.ArgMarker
 	numArgs  = engine.NumArgs
 )
 
@@ -105,6 +108,7 @@ type dialect struct {
 
 	acquire, release, releaseNotify, unlock, unlockNotify stmt
 	releaseWatched, unlockWatched                         stmt // NOTIFY only a watched name (Watcher)
+	releaseHold                                           stmt // a release that keeps the row until HoldAtLeast passes
 	acquireExec                                           stmt // acquire without RETURNING, for a Galera node
 	isLocked, renewMax, renewAdd, clean, reset            stmt
 	list, listAfter                                       stmt   // List's first page, and each one after
@@ -114,6 +118,8 @@ type dialect struct {
 	fenceBump                                             stmt   // TiDB: raises the bucket's hwm before acquire
 	tidbNoWait, fenceBumpBounded                          stmt   // TiDB: locks the name's row or gives up at once; fenceBump waiting 1 s at most
 	get                                                   stmt   // one live lock
+	semaphore                                             stmt   // a semaphore's live marker and slots (semaphore.go)
+	semaphoreFree                                         stmt   // a semaphore's marker and some free slots (semaphore.go)
 	columns                                               string // for SELECTs that read whole rows
 	byKey                                                 [engine.NumStmts]*stmt
 	err                                                   error
@@ -157,6 +163,8 @@ func (d *dialect) use(s engine.Statements) {
 		{engine.StCasUntil, &d.casUntil, s.CasUntil}, {engine.StClean, &d.clean, s.Clean}, {engine.StReset, &d.reset, s.Reset},
 		{engine.StFenceBump, &d.fenceBump, s.FenceBump}, {engine.StNoWait, &d.tidbNoWait, s.NoWait},
 		{engine.StFenceBumpBounded, &d.fenceBumpBounded, s.FenceBumpBounded},
+		{engine.StReleaseHold, &d.releaseHold, s.ReleaseHold},
+		{engine.StSemaphore, &d.semaphore, s.Semaphore}, {engine.StSemaphoreFree, &d.semaphoreFree, s.SemaphoreFree},
 	} {
 		d.byKey[c.key] = c.st
 		if c.text != "" {

@@ -65,6 +65,8 @@ var knownImports = map[string]string{
 	"mysql":      "gorm.io/driver/mysql",
 	"lockmgr":    "github.com/gormlock/lockmgr",
 	"pgnotify":   "github.com/gormlock/lockmgr/pgnotify",
+	"gocronlock": "github.com/gormlock/lockmgr/gocronlock",
+	"gocron":     "github.com/go-co-op/gocron/v2",
 	"prometheus": "github.com/prometheus/client_golang/prometheus",
 	"promhttp":   "github.com/prometheus/client_golang/prometheus/promhttp",
 }

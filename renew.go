@@ -48,6 +48,7 @@ func (m *Manager) recreate(ctx context.Context, l *Lock, c *lockConfig) (*Lock, 
 	if c.process == nil && l.LockProcess != nil {
 		c.process = l.LockProcess
 	}
+	c.hold = l.holdAtLeast // a main lock taken anew keeps its HoldAtLeast
 	return m.tryAcquire(ctx, l.Name, c, time.Now())
 }
 

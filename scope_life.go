@@ -65,6 +65,7 @@ func (s *Scope) renewed(name, token string, nl *Lock, sent time.Time, expires ti
 		h.deadline = d
 	}
 	h.lock = nl
+	s.resetSafe()
 	if s.main.Name == name {
 		s.main = nl
 	}
@@ -123,10 +124,7 @@ func (s *Scope) errands(now time.Time) (todo []errand, wait time.Duration) {
 		if h.lock.LockedUntil == nil {
 			continue // never expires
 		}
-		lostAt := h.deadline
-		if h.every > 0 {
-			lostAt = h.deadline.Add(-h.expires / 5)
-		}
+		lostAt := h.lostAt()
 		switch {
 		case !now.Before(lostAt):
 			todo = append(todo, errand{name: name, lock: h.lock, lostAt: lostAt, h: h})
@@ -175,6 +173,7 @@ func (s *Scope) lose(name string, l *Lock, why error) {
 		return
 	}
 	delete(s.held, name)
+	s.resetSafe()
 	s.lost = append(s.lost, name)
 	s.mu.Unlock()
 	s.cancel(fmt.Errorf("%w: %q", ErrLockLost, name))
@@ -201,6 +200,7 @@ func (s *Scope) close() error {
 	s.closed = true
 	held, lost, mainName := s.held, slices.Clone(s.lost), s.main.Name
 	s.held = nil
+	s.safeUntil.Store(noDeadline)
 	s.mu.Unlock()
 	s.stopTend()
 	<-s.tendDone

@@ -31,9 +31,17 @@ OUTPUT
   lock_process and locked_until read 'None' when empty; a lock with no
   locked_until never expires.
 
+  When the table holds semaphores (docs/semaphores.md), a summary follows,
+  one line per semaphore: its slots held and its size.
+    Semaphores (1):
+      exports: 2 of 3 slots, held: exports#0, exports#2
+
 JSON OUTPUT
   With --json, one object on one line:
     {"table": "lockmgr_lock", "count": 1, "locks": [LOCK, ...]}
+  and, when there are semaphores,
+    "semaphores": [{"name": "exports", "size": 3, "held": 2,
+                    "slots": ["exports#0", "exports#2"]}, ...]
 ` + lockJSONDoc
 
 // listCommand builds "lockmgr list".
@@ -59,6 +67,7 @@ func (a *app) listCommand() *cobra.Command {
 				return writeListJSON(a.stdout, t.Table, locks)
 			}
 			writeLockList(a.stdout, fmt.Sprintf("There are currently %d active locks using table %q", len(locks), t.Table), locks)
+			writeSemaphores(a.stdout, semaphores(locks))
 			return nil
 		},
 	}
@@ -81,11 +90,13 @@ type listJSON struct {
 	Table string      `json:"table"`
 	Count int         `json:"count"`
 	Locks []*lockJSON `json:"locks"`
+	// Semaphores groups the semaphores' rows among Locks (semaphore.go).
+	Semaphores []semaphoreJSON `json:"semaphores,omitempty"`
 }
 
 // writeListJSON prints locks as listJSON.
 func writeListJSON(w io.Writer, table string, locks []lockmgr.Lock) error {
-	out := listJSON{Table: table, Count: len(locks), Locks: make([]*lockJSON, 0, len(locks))}
+	out := listJSON{Table: table, Count: len(locks), Locks: make([]*lockJSON, 0, len(locks)), Semaphores: semaphores(locks)}
 	for i := range locks {
 		out.Locks = append(out.Locks, newLockJSON(&locks[i]))
 	}

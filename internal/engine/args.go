@@ -20,6 +20,9 @@ const (
 	ArgBounded     // the statement gives up lock waits after the bound (PostgreSQL)
 	ArgAfter       // the last name of the previous page (List)
 	ArgLimit       // rows in a page (List)
+	ArgHold        // HoldAtLeast in microseconds (ReleaseHold)
+	ArgSlots       // a semaphore's number of slots
+	ArgMarker      // a semaphore's marker row
 	NumArgs
 )
 
@@ -28,4 +31,5 @@ var ArgNames = map[string]Arg{
 	"name": ArgName, "by": ArgBy, "pid": ArgPid, "micros": ArgMicros, "until": ArgUntil,
 	"token": ArgToken, "fence": ArgFence, "now": ArgNow, "channel": ArgChannel, "old": ArgOld,
 	"origin": ArgOrigin, "lazy": ArgLazy, "bounded": ArgBounded, "after": ArgAfter, "limit": ArgLimit,
+	"hold": ArgHold, "slots": ArgSlots, "marker": ArgMarker,
 }

@@ -60,7 +60,7 @@ const mariadbTxBound = "innodb_lock_wait_timeout=1"
 var synced = map[Stmt]bool{
 	StAcquire: true, StAcquireExec: true, StRelease: true, StUnlock: true, StIsLocked: true,
 	StRenewMax: true, StRenewAdd: true, StClean: true, StReset: true, StList: true, StListAfter: true,
-	StReadBack: true, StGet: true,
+	StReadBack: true, StGet: true, StReleaseHold: true, StSemaphore: true, StSemaphoreFree: true,
 }
 
 // Forms are a MariaDB statement's Galera form and the forms that bound its

@@ -38,6 +38,9 @@ const (
 	StListAfter
 	StClean
 	StReset
+	StReleaseHold
+	StSemaphore
+	StSemaphoreFree
 	NumStmts
 )
 
