@@ -58,6 +58,8 @@ var docNormal = []struct {
 }{
 	{regexp.MustCompile(`\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{1,6})?\+00:00`), "TIME"},
 	{regexp.MustCompile(`expires in (<1s|[\dhms.]+)`), "expires in DURATION"},
+	{regexp.MustCompile(`held (<1s|[\dhms.]+)`), "held DURATION"},
+	{regexp.MustCompile(`fence \d+`), "fence N"},
 	{regexp.MustCompile(`(?m)^\tbuild\t.*\n`), ""}, // a binary built in a checkout
 	{regexp.MustCompile(`\t(h1:\S+|=>.*)`), ""},
 	{regexp.MustCompile(`\bgo1\.\d+(\.\d+)?\S*`), "GO"},

@@ -40,8 +40,9 @@ type app struct {
 	connectTimeout durationFlag
 	debug          bool
 
-	started bool    // a command's RunE began: errors from here on are not usage errors
-	sqlDB   *sql.DB // closed by close
+	started bool     // a command's RunE began: errors from here on are not usage errors
+	sqlDB   *sql.DB  // closed by close
+	gdb     *gorm.DB // the connected database, once manager has run
 }
 
 const rootLong = `lockmgr manages the named, expiring locks that the lockmgr Go library and
@@ -122,7 +123,7 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.Var(&a.connectTimeout, "connect-timeout", "give up connecting to the database after this long")
 	pf.BoolVar(&a.debug, "debug", false, "log every SQL statement, and lockmgr's lock events, on stderr")
 	root.AddCommand(a.listCommand(), a.setCommand(), a.clearCommand(), a.resetCommand(),
-		a.cleanCommand(), a.migrateCommand(), a.runCommand())
+		a.cleanCommand(), a.migrateCommand(), a.runCommand(), a.explainCommand(), a.serveCommand())
 	a.addVersion(root)
 	return root
 }
@@ -200,6 +201,7 @@ func (a *app) manager(ctx context.Context, forMigrate bool) (*lockmgr.Manager, t
 	if err != nil {
 		return nil, t, err
 	}
+	a.gdb = db
 	opts := []lockmgr.Option{lockmgr.WithTable(table)}
 	if a.debug { // the lock statements too, through GORM's logger, and lockmgr's events
 		opts = append(opts, lockmgr.WithGORMCallbacks(),
