@@ -171,7 +171,11 @@ func (m *watchModel) row(l *lockmgr.Lock) string {
 
 // cells lays out one lock's columns.
 func (m *watchModel) cells(l *lockmgr.Lock, left, status string) string {
-	return fmt.Sprintf(watchCols, clip(l.Name, 28), clip(l.LockedBy, 20), processText(l.LockProcess),
+	pid := "-"
+	if l.LockProcess != nil {
+		pid = fmt.Sprint(*l.LockProcess)
+	}
+	return fmt.Sprintf(watchCols, clip(l.Name, 28), clip(l.LockedBy, 20), pid,
 		fmt.Sprint(l.Fence), roundDur(m.snap.Now.Sub(l.CreatedAt)), left, status)
 }
 
