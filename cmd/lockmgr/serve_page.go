@@ -19,7 +19,7 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!DOCTYPE html>
 <style>
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; }
-th, td { padding: .3em .8em; text-align: left; border-bottom: 1px solid #ddd; }
+th, td { padding: .3em .8em; text-align: left; border-bottom: 1px solid #ddd; white-space: nowrap; }
 th { background: #f4f4f4; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.expiring td.left { color: #b36b00; font-weight: bold; }
@@ -93,11 +93,13 @@ func (s *server) page(w http.ResponseWriter, r *http.Request) {
 	d := pageData{Table: s.table, Expired: snap.Expired(), NowISO: snap.Now.Format(time.RFC3339Nano),
 		NowText: lockmgr.FormatTime(&snap.Now), NowMS: snap.Now.UnixMilli()}
 	for _, l := range snap.Live("") {
-		p := pageLock{Name: l.Name, Holder: l.LockedBy, PID: processText(l.LockProcess), Fence: l.Fence,
-			Taken: lockmgr.FormatTime(&l.CreatedAt), Held: roundDur(snap.Now.Sub(l.CreatedAt)),
-			Until: lockmgr.FormatTime(l.LockedUntil), Left: "never"}
+		p := pageLock{Name: l.Name, Holder: l.LockedBy, PID: "-", Fence: l.Fence,
+			Taken: lockmgr.FormatTime(&l.CreatedAt), Held: roundDur(snap.Now.Sub(l.CreatedAt)), Until: "never", Left: "never"}
+		if l.LockProcess != nil {
+			p.PID = processText(l.LockProcess)
+		}
 		if l.LockedUntil != nil {
-			p.UntilMS = l.LockedUntil.UnixMilli()
+			p.Until, p.UntilMS = lockmgr.FormatTime(l.LockedUntil), l.LockedUntil.UnixMilli()
 			p.Left = roundDur(l.LockedUntil.Sub(snap.Now))
 		}
 		d.Locks = append(d.Locks, p)
