@@ -84,7 +84,7 @@ func screenLine(t *testing.T, view, name string) string {
 
 func TestWatchModel(t *testing.T) {
 	t.Parallel()
-	m := newWatchModel("lockmgr_lock", "", time.Second, nil)
+	m := newWatchModel("lockmgr_lock", "", highlightFor, nil) // changes stay marked for one poll
 	assert.Contains(t, m.render(), "reading the table...")
 	a := testLock("a", 1, t0, at(time.Minute))
 	b := testLock("b", 2, t0, at(time.Minute))
@@ -92,7 +92,7 @@ func TestWatchModel(t *testing.T) {
 	cmd := update(t, m, snapMsg{snap: &snapshot{Now: t0, Rows: []lockmgr.Lock{a, b, c}}})
 	require.NotNil(t, cmd, "a tick for the next poll")
 	view := m.render()
-	assert.Contains(t, ansi.Strip(view), "3 live, database clock 2025-06-01 12:00:00+00:00, every 1s; q quits")
+	assert.Contains(t, ansi.Strip(view), "3 live, database clock 2025-06-01 12:00:00+00:00, every 3s; q quits")
 	assert.NotContains(t, ansi.Strip(view), "NEW", "the first poll has nothing to compare with")
 
 	renewedA := a
@@ -119,7 +119,7 @@ func TestWatchModel(t *testing.T) {
 	assert.Contains(t, screenLine(t, view, "c"), "EXPIRED")
 	assert.True(t, m.View().AltScreen)
 
-	assert.IsType(t, tickMsg{}, tickOf(t, update(t, m, snapMsg{snap: &snapshot{Now: t0.Add(71 * time.Second)}})))
+	require.NotNil(t, update(t, m, snapMsg{snap: &snapshot{Now: t0.Add(71 * time.Second)}}), "the next tick")
 	assert.Contains(t, ansi.Strip(m.render()), "0 live,")
 	update(t, m, snapMsg{snap: &snapshot{Now: t0.Add(72 * time.Second)}})
 	assert.Contains(t, ansi.Strip(m.render()), "no live locks")
@@ -128,11 +128,28 @@ func TestWatchModel(t *testing.T) {
 	assert.IsType(t, tea.QuitMsg{}, quit())
 }
 
-// tickOf runs a tea.Tick's command (it sleeps the model's interval).
-func tickOf(t *testing.T, cmd tea.Cmd) tea.Msg {
-	t.Helper()
-	require.NotNil(t, cmd)
-	return cmd()
+// TestWatchModelKeepsHighlights: at a short interval a change stays
+// marked for highlightFor, not just one poll, so a person can see it.
+func TestWatchModelKeepsHighlights(t *testing.T) {
+	t.Parallel()
+	m := newWatchModel("lockmgr_lock", "", time.Second, nil)
+	a := testLock("a", 1, t0, at(time.Hour))
+	b := testLock("b", 2, t0, at(time.Hour))
+	update(t, m, snapMsg{snap: &snapshot{Now: t0, Rows: []lockmgr.Lock{a}}})
+	update(t, m, snapMsg{snap: &snapshot{Now: t0.Add(time.Second), Rows: []lockmgr.Lock{b}}}) // a released, b new
+	for i := 2; i <= 5; i++ {                                                                 // marked at polls 2, 3 and 4: 3 s
+		view := ansi.Strip(m.render())
+		if i < 5 {
+			assert.True(t, strings.HasSuffix(screenLine(t, view, "b"), "NEW"), "poll %d", i)
+			assert.Contains(t, view, "RELEASED", "poll %d", i)
+		} else {
+			assert.False(t, strings.HasSuffix(screenLine(t, view, "b"), "NEW"), "after %s", highlightFor)
+			assert.NotContains(t, view, "RELEASED", "after %s", highlightFor)
+		}
+		update(t, m, snapMsg{snap: &snapshot{Now: t0.Add(time.Duration(i) * time.Second), Rows: []lockmgr.Lock{b}}})
+	}
+	update(t, m, snapMsg{snap: &snapshot{Now: t0.Add(5 * time.Second), Rows: []lockmgr.Lock{b}}})
+	assert.NotContains(t, ansi.Strip(m.render()), "NEW")
 }
 
 func TestWatchModelPrefix(t *testing.T) {

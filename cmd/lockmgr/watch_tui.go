@@ -20,12 +20,36 @@ type watchModel struct {
 	poll          func(context.Context) (*snapshot, error)
 
 	snap  *snapshot
-	marks map[string]string // name: evAdded or evRenewed, from the last poll
-	gone  []watchEvent      // released or expired at the last poll
-	err   error             // the last poll's, shown until one succeeds
+	marks map[string]mark // name: evAdded or evRenewed, and the poll that saw it
+	gone  []goneLock      // released or expired lately
+	err   error           // the last poll's, shown until one succeeds
 	polls int
 	width int
 }
+
+// mark is a change the view highlights, seen at poll number poll.
+type mark struct {
+	event string
+	poll  int
+}
+
+// goneLock is a lock released or expired at poll number poll.
+type goneLock struct {
+	watchEvent
+	poll int
+}
+
+// highlightFor is how long the view keeps a change highlighted, at least
+// one poll: long enough for a person to see it.
+const highlightFor = 3 * time.Second
+
+// keepPolls is for how many polls a change stays highlighted.
+func (m *watchModel) keepPolls() int {
+	return max(1, int((highlightFor+m.interval-1)/m.interval))
+}
+
+// fresh reports whether a change seen at poll is still highlighted.
+func (m *watchModel) fresh(poll int) bool { return m.polls-poll < m.keepPolls() }
 
 // snapMsg carries a poll's result.
 type snapMsg struct {
@@ -38,7 +62,7 @@ type tickMsg struct{}
 
 // newWatchModel builds the model; poll reads the table.
 func newWatchModel(table, prefix string, interval time.Duration, poll func(context.Context) (*snapshot, error)) *watchModel {
-	return &watchModel{table: table, prefix: prefix, interval: interval, poll: poll, marks: map[string]string{}}
+	return &watchModel{table: table, prefix: prefix, interval: interval, poll: poll, marks: map[string]mark{}}
 }
 
 // Init polls at once.
@@ -74,25 +98,48 @@ func (m *watchModel) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 }
 
 // apply takes in a poll's result: the marks are what changed since the
-// previous snapshot (none on the first, which has nothing to compare with).
+// previous snapshot (none on the first, which has nothing to compare with),
+// kept for keepPolls polls.
 func (m *watchModel) apply(msg snapMsg) {
 	m.err = msg.err
 	if msg.err != nil {
 		return
 	}
-	m.marks, m.gone = map[string]string{}, nil
+	m.polls++
 	if m.snap != nil {
 		for _, ev := range diffSnapshots(m.snap, msg.snap, m.prefix) {
 			switch ev.Event {
 			case evAdded, evRenewed:
-				m.marks[ev.Name] = ev.Event
+				m.marks[ev.Name] = mark{ev.Event, m.polls}
 			default:
-				m.gone = append(m.gone, ev)
+				delete(m.marks, ev.Name)
+				m.gone = append(m.gone, goneLock{ev, m.polls})
 			}
 		}
 	}
 	m.snap = msg.snap
-	m.polls++
+	m.forget()
+}
+
+// forget drops the marks no longer fresh, and the gone locks that are no
+// longer fresh or are back.
+func (m *watchModel) forget() {
+	for name, mk := range m.marks {
+		if !m.fresh(mk.poll) {
+			delete(m.marks, name)
+		}
+	}
+	live := map[string]bool{}
+	for _, l := range m.snap.Live(m.prefix) {
+		live[l.Name] = true
+	}
+	kept := m.gone[:0]
+	for _, g := range m.gone {
+		if m.fresh(g.poll) && !live[g.Name] {
+			kept = append(kept, g)
+		}
+	}
+	m.gone = kept
 }
 
 // The live view's colours. Lip Gloss v2 renders them in full and Bubble
@@ -110,7 +157,7 @@ var (
 )
 
 // watchCols is the table's layout: NAME HOLDER PID FENCE HELD LEFT STATUS.
-const watchCols = "%-28s %-20s %7s %6s %9s %14s  %s"
+const watchCols = "%-28s %-20s %7s %16s %9s %14s  %s"
 
 // View is the live view, on the terminal's alternate screen.
 func (m *watchModel) View() tea.View {
@@ -159,11 +206,11 @@ func (m *watchModel) errLine() string {
 func (m *watchModel) row(l *lockmgr.Lock) string {
 	status, style := "", stylePlain
 	switch {
-	case m.marks[l.Name] == evAdded:
+	case m.marks[l.Name].event == evAdded:
 		status, style = "NEW", styleAdded
 	case m.expiring(l):
 		status, style = "EXPIRING", styleExpiring
-	case m.marks[l.Name] == evRenewed:
+	case m.marks[l.Name].event == evRenewed:
 		status, style = "RENEWED", styleRenewed
 	}
 	return style.Render(m.cells(l, strings.TrimPrefix(leftTextAt(l, m.snap.Now), "expires in "), status))
