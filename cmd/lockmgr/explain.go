@@ -39,14 +39,14 @@ WAITERS
 
 OUTPUT
   Lock "deploy" in table "lockmgr_lock" (database clock TIME):
-    state:    held
-    holder:   web1, pid 4242, token 3f9a1c2e...
-    since:    TIME (held 1m0s)
-    until:    TIME (expires in 9m0s)
-    renewed:  TIME
-    fence:    7
-    waiters:  none seen (pgnotify listeners on channel "lockmgr_lockmgr_lock")
-    GetLock:  would fail with ErrLocked: held by "web1" (pid 4242) for 9m0s more
+  state:    held
+  holder:   web1, pid 4242, token 3f9a1c2e...
+  since:    TIME (held 1m0s)
+  until:    TIME (expires in 9m0s)
+  renewed:  TIME
+  fence:    7
+  waiters:  none seen (pgnotify listeners on channel "lockmgr_lockmgr_lock")
+  GetLock:  would fail with ErrLocked: held by "web1" (pid 4242) for 9m0s more
 
 JSON OUTPUT
   With --json, one object on one line:
@@ -222,24 +222,24 @@ func tokenPrefix(l *lockmgr.Lock) string {
 // write prints e for a person.
 func (e *explanation) write(w io.Writer) {
 	fmt.Fprintf(w, "Lock %q in table %q (database clock %s):\n", e.name, e.table, lockmgr.FormatTime(&e.now))
-	fmt.Fprintf(w, "  state:    %s\n", e.state())
+	fmt.Fprintf(w, "state:    %s\n", e.state())
 	if l := e.lock; l != nil {
 		holder := l.LockedBy
 		if l.LockProcess != nil {
 			holder += fmt.Sprintf(", pid %d", *l.LockProcess)
 		}
-		fmt.Fprintf(w, "  holder:   %s, token %s...\n", holder, tokenPrefix(l))
+		fmt.Fprintf(w, "holder:   %s, token %s...\n", holder, tokenPrefix(l))
 		end := e.now // an expired lock was held until its expiry
 		if l.LockedUntil != nil && l.LockedUntil.Before(end) {
 			end = *l.LockedUntil
 		}
-		fmt.Fprintf(w, "  since:    %s (held %s)\n", lockmgr.FormatTime(&l.CreatedAt), roundDur(end.Sub(l.CreatedAt)))
-		fmt.Fprintf(w, "  until:    %s (%s)\n", lockmgr.FormatTime(l.LockedUntil), leftTextAt(l, e.now))
-		fmt.Fprintf(w, "  renewed:  %s\n", lockmgr.FormatTime(&l.UpdatedAt))
-		fmt.Fprintf(w, "  fence:    %d\n", l.Fence)
+		fmt.Fprintf(w, "since:    %s (held %s)\n", lockmgr.FormatTime(&l.CreatedAt), roundDur(end.Sub(l.CreatedAt)))
+		fmt.Fprintf(w, "until:    %s (%s)\n", lockmgr.FormatTime(l.LockedUntil), leftTextAt(l, e.now))
+		fmt.Fprintf(w, "renewed:  %s\n", lockmgr.FormatTime(&l.UpdatedAt))
+		fmt.Fprintf(w, "fence:    %d\n", l.Fence)
 	}
-	fmt.Fprintf(w, "  waiters:  %s\n", e.waitersText())
-	fmt.Fprintf(w, "  GetLock:  %s\n", e.reason())
+	fmt.Fprintf(w, "waiters:  %s\n", e.waitersText())
+	fmt.Fprintf(w, "GetLock:  %s\n", e.reason())
 }
 
 // waitersText lists the waiters, or says why they are unknown.

@@ -35,7 +35,7 @@ func TestExplain(t *testing.T) {
 		assert.True(t, free.Acquirable)
 		assert.Nil(t, free.Lock)
 		assert.WithinDuration(t, time.Now(), free.DBNow, time.Minute, "the database's clock")
-		assert.Contains(t, c.ok("explain", "deploy"), "  GetLock:  would succeed: no one holds it\n")
+		assert.Contains(t, c.ok("explain", "deploy"), "GetLock:  would succeed: no one holds it\n")
 
 		c.ok("set", "deploy", "-t", "60", "--locked-by", "web1", "--process-id", "4242")
 		held := c.explainJSON("deploy")
@@ -49,10 +49,10 @@ func TestExplain(t *testing.T) {
 		assert.InDelta(t, 59, *held.Lock.ExpiresSeconds, 10)
 		assert.Regexp(t, `^would fail with ErrLocked: held by "web1" \(pid 4242\) for (59s|1m0s) more, until `+untilRE, held.Reason)
 		text := c.ok("explain", "deploy")
-		assert.Contains(t, text, "  state:    held\n")
-		assert.Contains(t, text, "  holder:   web1, pid 4242, token "+held.TokenPrefix+"...\n")
-		assert.Regexp(t, `(?m)^  fence:    `+jsonInt(held.Lock.Fence)+`$`, text)
-		assert.Regexp(t, `(?m)^  until:    `+untilRE+` \(expires in (59s|1m0s)\)$`, text)
+		assert.Contains(t, text, "state:    held\n")
+		assert.Contains(t, text, "holder:   web1, pid 4242, token "+held.TokenPrefix+"...\n")
+		assert.Regexp(t, `(?m)^fence:    `+jsonInt(held.Lock.Fence)+`$`, text)
+		assert.Regexp(t, `(?m)^until:    `+untilRE+` \(expires in (59s|1m0s)\)$`, text)
 
 		c.ok("set", "forever", "-k")
 		assert.Equal(t, "forever", c.explainJSON("forever").State)
@@ -63,17 +63,17 @@ func TestExplain(t *testing.T) {
 		require.Eventually(t, func() bool { gone = c.explainJSON("brief"); return gone.State == "expired" }, 20*time.Second, 200*time.Millisecond)
 		assert.True(t, gone.Acquirable)
 		assert.Contains(t, gone.Reason, "would succeed, taking it over")
-		assert.Contains(t, c.ok("explain", "brief"), "  state:    expired\n")
+		assert.Contains(t, c.ok("explain", "brief"), "state:    expired\n")
 
 		if c.db.name == "postgres" {
 			assert.True(t, held.WaitersKnown)
 			assert.NotNil(t, held.Waiters)
 			assert.Empty(t, held.Waiters)
-			assert.Contains(t, text, `  waiters:  none seen (pgnotify listeners on channel "lockmgr_`+c.table+`")`)
+			assert.Contains(t, text, `waiters:  none seen (pgnotify listeners on channel "lockmgr_`+c.table+`")`)
 		} else {
 			assert.False(t, held.WaitersKnown)
 			assert.Nil(t, held.Waiters)
-			assert.Contains(t, text, "  waiters:  unknown (only PostgreSQL with pgnotify can tell)\n")
+			assert.Contains(t, text, "waiters:  unknown (only PostgreSQL with pgnotify can tell)\n")
 		}
 	})
 }
@@ -112,7 +112,7 @@ func TestExplainSeesPgnotifyWaiters(t *testing.T) {
 	require.Eventually(t, func() bool { e = c.explainJSON("report"); return len(e.Waiters) == 1 }, 20*time.Second, 200*time.Millisecond,
 		"the waiter's listener session in explain")
 	assert.Positive(t, e.Waiters[0].PID)
-	assert.Contains(t, c.ok("explain", "report"), "  waiters:  1 through pgnotify: pid ")
+	assert.Contains(t, c.ok("explain", "report"), "waiters:  1 through pgnotify: pid ")
 	cancel()
 	require.True(t, errors.Is(<-waited, context.Canceled))
 	require.Eventually(t, func() bool { return len(c.explainJSON("report").Waiters) == 0 }, 20*time.Second, 200*time.Millisecond,

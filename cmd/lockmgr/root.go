@@ -48,7 +48,9 @@ type app struct {
 const rootLong = `lockmgr manages the named, expiring locks that the lockmgr Go library and
 django-lockmgr keep in one database table. It lists, sets, clears, resets
 and cleans them, creates the table, and runs a command only while it holds
-a lock: flock(1) for a whole fleet of hosts that share a database.
+a lock: flock(1) for a whole fleet of hosts that share a database. It also
+explains one lock (who holds it, who waits, why GetLock would fail), watches
+them live (list --watch) and serves Prometheus metrics and a web page (serve).
 
 A lock is a row: a name, who holds it (locked_by, the hostname by default),
 the holder's process id (lock_process) and when it expires (locked_until,
