@@ -41,7 +41,8 @@ OUTPUT
 WATCH
   --watch redraws the list in place every --interval (default 1s) until
   q, Esc or Ctrl-C: new locks and new holders in green, renewed ones in
-  cyan, those with less than a fifth of their term (or 5s) left in yellow,
+  cyan, those with less than a third of their term left (a missed
+  renewal: lockmgr renews at every third) in yellow,
   and released or expired ones, struck through in red, for one more
   interval. It needs a terminal; with --json it prints one line per change
   instead (see WATCH JSON).

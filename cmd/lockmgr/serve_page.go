@@ -31,7 +31,7 @@ tr.expired td.left { color: #b00; }
 <h1>Locks in <code>{{.Table}}</code></h1>
 <p id="summary">{{.Live}} live, {{.Expired}} expired rows not yet cleaned; database clock <time id="db-now" datetime="{{.NowISO}}">{{.NowText}}</time>.</p>
 {{if .Locks}}<table id="locks">
-<thead><tr><th>Name</th><th>Holder</th><th>PID</th><th>Fence</th><th>Taken</th><th>Held</th><th>Until</th><th>Left</th></tr></thead>
+<thead><tr><th>Name</th><th>Holder</th><th>PID</th><th>Fence</th><th>Taken (UTC)</th><th>Held</th><th>Until (UTC)</th><th>Left</th></tr></thead>
 <tbody>
 {{range .Locks}}<tr class="lock" data-name="{{.Name}}">
 <td class="name"><code>{{.Name}}</code></td><td class="holder">{{.Holder}}</td><td class="num pid">{{.PID}}</td><td class="num fence">{{.Fence}}</td>
@@ -94,12 +94,12 @@ func (s *server) page(w http.ResponseWriter, r *http.Request) {
 		NowText: lockmgr.FormatTime(&snap.Now), NowMS: snap.Now.UnixMilli()}
 	for _, l := range snap.Live("") {
 		p := pageLock{Name: l.Name, Holder: l.LockedBy, PID: "-", Fence: l.Fence,
-			Taken: lockmgr.FormatTime(&l.CreatedAt), Held: roundDur(snap.Now.Sub(l.CreatedAt)), Until: "never", Left: "never"}
+			Taken: pageTime(l.CreatedAt), Held: roundDur(snap.Now.Sub(l.CreatedAt)), Until: "never", Left: "never"}
 		if l.LockProcess != nil {
 			p.PID = processText(l.LockProcess)
 		}
 		if l.LockedUntil != nil {
-			p.Until, p.UntilMS = lockmgr.FormatTime(l.LockedUntil), l.LockedUntil.UnixMilli()
+			p.Until, p.UntilMS = pageTime(*l.LockedUntil), l.LockedUntil.UnixMilli()
 			p.Left = roundDur(l.LockedUntil.Sub(snap.Now))
 		}
 		d.Locks = append(d.Locks, p)
@@ -109,3 +109,6 @@ func (s *server) page(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'")
 	_ = pageTemplate.Execute(w, d)
 }
+
+// pageTime is t in UTC to the second, short enough for a table's cell.
+func pageTime(t time.Time) string { return t.UTC().Format(time.DateTime) }

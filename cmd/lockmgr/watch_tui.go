@@ -226,14 +226,15 @@ func (m *watchModel) cells(l *lockmgr.Lock, left, status string) string {
 		fmt.Sprint(l.Fence), roundDur(m.snap.Now.Sub(l.CreatedAt)), left, status)
 }
 
-// expiring reports whether l has less than a fifth of its term, or less
-// than 5 s, left: a holder that does not renew soon will lose it.
+// expiring reports whether l has less than a third of its term (since its
+// last write) left: lockmgr's keep-alive renews at every third, so such a
+// holder has missed a renewal, or never renews, and will lose it soon.
 func (m *watchModel) expiring(l *lockmgr.Lock) bool {
 	if l.LockedUntil == nil {
 		return false
 	}
 	left, term := l.LockedUntil.Sub(m.snap.Now), l.LockedUntil.Sub(l.UpdatedAt)
-	return left < 5*time.Second || left < term/5
+	return left < term/3
 }
 
 // clip shortens s to n runes, marking the cut.
