@@ -33,7 +33,8 @@ WAITERS
   On PostgreSQL, processes that wait for the name with a pgnotify Listener
   hold a shared advisory lock on (hashtext(channel), hashtext(name)) on the
   listener's session; explain lists those sessions from pg_locks and
-  pg_stat_activity (pid, application_name, client address, since). Waiters
+  pg_stat_activity (pid, application_name, client address, and when the
+  session connected: PostgreSQL does not say since when it waits). Waiters
   without a Listener poll and cannot be seen. MySQL, MariaDB and SQLite
   cannot tell: waiters are "unknown".
 
@@ -54,7 +55,7 @@ JSON OUTPUT
      "state": "held", "lock": LOCK, "token_prefix": "3f9a1c2e",
      "acquirable": false, "reason": "held by ...", "waiters_known": true,
      "waiters": [{"pid": 812, "application": "worker", "client": "10.0.0.7",
-                  "since": "..."}]}
+                  "connected_since": "..."}]}
   lock is null when the name is free; waiters is null when waiters_known
   is false. LOCK is as in 'lockmgr list --help', judged by db_now.`
 
@@ -115,7 +116,7 @@ type waiter struct {
 	PID         int64     `json:"pid"`
 	Application string    `json:"application"`
 	Client      string    `json:"client"`
-	Since       time.Time `json:"since"`
+	Since       time.Time `json:"connected_since"` // the session's start: PostgreSQL does not say since when it waits
 }
 
 // explainLock reads name's row, the database's clock and, on PostgreSQL,
@@ -252,7 +253,11 @@ func (e *explanation) waitersText() string {
 	}
 	parts := make([]string, len(e.waiters))
 	for i, wt := range e.waiters {
-		parts[i] = fmt.Sprintf("pid %d %q from %s since %s", wt.PID, wt.Application, wt.Client, lockmgr.FormatTime(&wt.Since))
+		parts[i] = fmt.Sprintf("pid %d", wt.PID)
+		if wt.Application != "" {
+			parts[i] += fmt.Sprintf(" %q", wt.Application)
+		}
+		parts[i] += fmt.Sprintf(" from %s, connected since %s", wt.Client, lockmgr.FormatTime(&wt.Since))
 	}
 	return fmt.Sprintf("%d through pgnotify: %s", len(parts), strings.Join(parts, "; "))
 }
