@@ -54,28 +54,41 @@ func TestExplain(t *testing.T) {
 		assert.Regexp(t, `(?m)^fence:    `+jsonInt(held.Lock.Fence)+`$`, text)
 		assert.Regexp(t, `(?m)^until:    `+untilRE+` \(expires in (59s|1m0s)\)$`, text)
 
-		c.ok("set", "forever", "-k")
-		assert.Equal(t, "forever", c.explainJSON("forever").State)
-		assert.Contains(t, c.explainJSON("forever").Reason, "never expires")
+		assertForeverAndExpired(t, c)
 
-		c.ok("set", "brief", "-t", "1")
-		var gone explainJSON
-		require.Eventually(t, func() bool { gone = c.explainJSON("brief"); return gone.State == "expired" }, 20*time.Second, 200*time.Millisecond)
-		assert.True(t, gone.Acquirable)
-		assert.Contains(t, gone.Reason, "would succeed, taking it over")
-		assert.Contains(t, c.ok("explain", "brief"), "state:    expired\n")
-
-		if c.db.name == "postgres" {
-			assert.True(t, held.WaitersKnown)
-			assert.NotNil(t, held.Waiters)
-			assert.Empty(t, held.Waiters)
-			assert.Contains(t, text, `waiters:  none seen (pgnotify listeners on channel "lockmgr_`+c.table+`")`)
-		} else {
-			assert.False(t, held.WaitersKnown)
-			assert.Nil(t, held.Waiters)
-			assert.Contains(t, text, "waiters:  unknown (only PostgreSQL with pgnotify can tell)\n")
-		}
+		assertNoWaiters(t, c, held, text)
 	})
+}
+
+// assertNoWaiters checks what explain says of waiters where there are
+// none: none seen on PostgreSQL, unknown elsewhere.
+func assertNoWaiters(t *testing.T, c *cli, e explainJSON, text string) {
+	t.Helper()
+	if c.db.name == "postgres" {
+		assert.True(t, e.WaitersKnown)
+		assert.NotNil(t, e.Waiters)
+		assert.Empty(t, e.Waiters)
+		assert.Contains(t, text, `waiters:  none seen (pgnotify listeners on channel "lockmgr_`+c.table+`")`)
+		return
+	}
+	assert.False(t, e.WaitersKnown)
+	assert.Nil(t, e.Waiters)
+	assert.Contains(t, text, "waiters:  unknown (only PostgreSQL with pgnotify can tell)\n")
+}
+
+// assertForeverAndExpired: a lock that never expires, and one that has.
+func assertForeverAndExpired(t *testing.T, c *cli) {
+	t.Helper()
+	c.ok("set", "forever", "-k")
+	assert.Equal(t, "forever", c.explainJSON("forever").State)
+	assert.Contains(t, c.explainJSON("forever").Reason, "never expires")
+
+	c.ok("set", "brief", "-t", "1")
+	var gone explainJSON
+	require.Eventually(t, func() bool { gone = c.explainJSON("brief"); return gone.State == "expired" }, 20*time.Second, 200*time.Millisecond)
+	assert.True(t, gone.Acquirable)
+	assert.Contains(t, gone.Reason, "would succeed, taking it over")
+	assert.Contains(t, c.ok("explain", "brief"), "state:    expired\n")
 }
 
 // jsonInt formats n as explain prints it.

@@ -112,32 +112,39 @@ func TestServe(t *testing.T) {
 		age := g["lockmgr_locks_oldest_age_seconds{prefix=invoice}"]
 		assert.True(t, age >= 0 && age < 120, "oldest age %v", age)
 
-		code, page := get(t, base+"/")
-		require.Equal(t, http.StatusOK, code)
-		assert.Contains(t, page, "<title>lockmgr: "+c.table+"</title>")
-		assert.Contains(t, page, "3 live, 1 expired rows not yet cleaned")
-		for _, name := range []string{"deploy", "invoice:1", "invoice:2"} {
-			assert.Contains(t, page, `<tr class="lock" data-name="`+name+`">`)
-		}
-		assert.NotContains(t, page, `data-name="report:nightly"`, "expired locks are not live")
-		assert.Contains(t, page, `<td class="holder">web1</td><td class="num pid">4242</td>`)
-		assert.Regexp(t, `<td class="num left" data-until-ms="\d{13}">(9m\d+s|10m0s)</td>`, page)
-
-		code, js := get(t, base+"/locks.json")
-		assert.Equal(t, http.StatusOK, code)
-		assert.Contains(t, js, `"count":3`)
-		resp, err := http.Post(base+"/", "text/plain", strings.NewReader("x"))
-		require.NoError(t, err)
-		_ = resp.Body.Close()
-		assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode, "read-only")
-		code, _ = get(t, base+"/nothing")
-		assert.Equal(t, http.StatusNotFound, code)
+		assertServePage(t, c, base)
 
 		c.ok("clear", "invoice:1")
 		assert.Equal(t, 1.0, gauges(t, base)["lockmgr_locks_held{prefix=invoice}"], "each scrape reads the table")
 		require.NoError(t, p.cmd.Process.Signal(os.Interrupt))
 		assert.Equal(t, 0, p.wait(10*time.Second), p.stderr.String())
 	})
+}
+
+// assertServePage checks the page, /locks.json and that nothing else is
+// served, for TestServe's locks.
+func assertServePage(t *testing.T, c *cli, base string) {
+	t.Helper()
+	code, page := get(t, base+"/")
+	require.Equal(t, http.StatusOK, code)
+	assert.Contains(t, page, "<title>lockmgr: "+c.table+"</title>")
+	assert.Contains(t, page, "3 live, 1 expired rows not yet cleaned")
+	for _, name := range []string{"deploy", "invoice:1", "invoice:2"} {
+		assert.Contains(t, page, `<tr class="lock" data-name="`+name+`">`)
+	}
+	assert.NotContains(t, page, `data-name="report:nightly"`, "expired locks are not live")
+	assert.Contains(t, page, `<td class="holder">web1</td><td class="num pid">4242</td>`)
+	assert.Regexp(t, `<td class="num left" data-until-ms="\d{13}">(9m\d+s|10m0s)</td>`, page)
+
+	code, js := get(t, base+"/locks.json")
+	assert.Equal(t, http.StatusOK, code)
+	assert.Contains(t, js, `"count":3`)
+	resp, err := http.Post(base+"/", "text/plain", strings.NewReader("x"))
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode, "read-only")
+	code, _ = get(t, base+"/nothing")
+	assert.Equal(t, http.StatusNotFound, code)
 }
 
 func TestServeDefaults(t *testing.T) {

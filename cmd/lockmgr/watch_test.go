@@ -109,11 +109,21 @@ func TestWatchModel(t *testing.T) {
 	assert.Contains(t, ansi.Strip(screenLine(t, view, "a")), " 55s ", "a held since t0")
 	assert.Contains(t, ansi.Strip(view), "3 live,")
 
+	assertWatchRecovers(t, m, renewedA, d)
+	quit := update(t, m, tea.KeyPressMsg{Code: 'q', Text: "q"})
+	require.NotNil(t, quit)
+	assert.IsType(t, tea.QuitMsg{}, quit())
+}
+
+// assertWatchRecovers: a failed poll keeps the screen and says so; the
+// next one clears it, and what went is shown no longer.
+func assertWatchRecovers(t *testing.T, m *watchModel, a, d lockmgr.Lock) {
+	t.Helper()
 	update(t, m, snapMsg{err: errors.New("connection refused")})
 	assert.Contains(t, ansi.Strip(m.render()), "poll failed (retrying): connection refused")
 	assert.Contains(t, ansi.Strip(m.render()), "RELEASED", "the last snapshot stays on screen")
-	update(t, m, snapMsg{snap: &snapshot{Now: t0.Add(70 * time.Second), Rows: []lockmgr.Lock{renewedA, d}}})
-	view = ansi.Strip(m.render())
+	update(t, m, snapMsg{snap: &snapshot{Now: t0.Add(70 * time.Second), Rows: []lockmgr.Lock{a, d}}})
+	view := ansi.Strip(m.render())
 	assert.NotContains(t, view, "poll failed")
 	assert.NotContains(t, view, "RELEASED", "what went is shown for one poll")
 	assert.Contains(t, screenLine(t, view, "c"), "EXPIRED")
@@ -123,9 +133,6 @@ func TestWatchModel(t *testing.T) {
 	assert.Contains(t, ansi.Strip(m.render()), "0 live,")
 	update(t, m, snapMsg{snap: &snapshot{Now: t0.Add(72 * time.Second)}})
 	assert.Contains(t, ansi.Strip(m.render()), "no live locks")
-	quit := update(t, m, tea.KeyPressMsg{Code: 'q', Text: "q"})
-	require.NotNil(t, quit)
-	assert.IsType(t, tea.QuitMsg{}, quit())
 }
 
 // TestWatchModelKeepsHighlights: at a short interval a change stays
