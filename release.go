@@ -13,10 +13,12 @@ import (
 // PostgreSQL, outside WithTx, the release of a lock with an expiry does not
 // wait for the disk: a server crash right after it can undo it, and the lock
 // is then held until it expires (docs/databases.md).
-func (m *Manager) Release(ctx context.Context, l *Lock) error {
+func (m *Manager) Release(ctx context.Context, l *Lock) (err error) {
 	if err := validateLock(l); err != nil {
 		return err
 	}
+	ctx, end := m.begin(ctx, "release", l.Name)
+	defer func() { end(l, err) }()
 	if l.Token == "" {
 		return fmt.Errorf("%w: lock %q has no token", ErrNotHeld, l.Name)
 	}
@@ -37,10 +39,12 @@ func (m *Manager) Release(ctx context.Context, l *Lock) error {
 
 // Unlock deletes the named lock whoever holds it (django-lockmgr's unlock),
 // in one statement. An absent name is not an error.
-func (m *Manager) Unlock(ctx context.Context, name string) error {
+func (m *Manager) Unlock(ctx context.Context, name string) (err error) {
 	if err := ValidateName(name); err != nil {
 		return err
 	}
+	ctx, end := m.begin(ctx, "unlock", name)
+	defer func() { end(nil, err) }()
 	start := time.Now()
 	var v values
 	v[aName] = name
