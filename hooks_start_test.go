@@ -23,7 +23,10 @@ type starts struct {
 	events []string
 }
 
-func (s *starts) onStart(ctx context.Context, op, name string) (context.Context, func(*lockmgr.Lock, error)) {
+func (s *starts) onStart(ctx context.Context, m *lockmgr.Manager, op, name string) (context.Context, func(*lockmgr.Lock, error)) {
+	if m == nil || m.Table() == "" {
+		s.add("no manager")
+	}
 	s.add(op + ":" + name)
 	ctx = context.WithValue(ctx, ctxKey{}, op)
 	return ctx, func(l *lockmgr.Lock, err error) {
@@ -101,7 +104,7 @@ func TestHooksOnStart(t *testing.T) {
 func TestHooksOnStartNilResults(t *testing.T) {
 	eachDB(t, func(t *testing.T, e *env) {
 		m := e.manager(lockmgr.WithHooks(lockmgr.Hooks{
-			OnStart: func(context.Context, string, string) (context.Context, func(*lockmgr.Lock, error)) { return nil, nil },
+			OnStart: func(context.Context, *lockmgr.Manager, string, string) (context.Context, func(*lockmgr.Lock, error)) { return nil, nil },
 		}))
 		l, err := m.GetLock(e.ctx, "a")
 		require.NoError(t, err)
