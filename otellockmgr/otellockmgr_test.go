@@ -1,0 +1,125 @@
+package otellockmgr_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/gormlock/lockmgr"
+	"github.com/gormlock/lockmgr/lockmgrtest"
+	"github.com/gormlock/lockmgr/otellockmgr"
+)
+
+func TestSpans(t *testing.T) {
+	eachDB(t, func(t *testing.T, nm newManager, systems []string) {
+		tel := newTelemetry(t)
+		m := nm(tel.option())
+		ctx, parent := tel.tp.Tracer("test").Start(context.Background(), "job")
+		l, err := m.GetLock(ctx, "a")
+		require.NoError(t, err)
+		_, err = m.GetLock(ctx, "a", lockmgr.Wait(30*time.Millisecond))
+		require.ErrorIs(t, err, lockmgr.ErrLocked)
+		l, err = m.Renew(ctx, l)
+		require.NoError(t, err)
+		require.NoError(t, m.Release(ctx, l))
+		require.ErrorIs(t, m.Release(ctx, l), lockmgr.ErrNotHeld)
+		parent.End()
+
+		spans := tel.spans.GetSpans()
+		require.Len(t, spans, 6)
+		want := []struct{ op, outcome string }{
+			{"acquire", "ok"}, {"acquire", "locked"}, {"renew", "ok"}, {"release", "ok"}, {"release", "not_held"},
+		}
+		for i, w := range want {
+			s, a := spans[i], attrs(spans[i])
+			assert.Equal(t, w.op+" "+m.Table(), s.Name)
+			assert.Equal(t, trace.SpanKindClient, s.SpanKind)
+			assert.Equal(t, parent.SpanContext().SpanID(), s.Parent.SpanID(), "%s is a child of the caller's span", s.Name)
+			assert.Equal(t, parent.SpanContext().TraceID(), s.SpanContext.TraceID())
+			assert.Contains(t, systems, a[otellockmgr.AttrSystem].AsString())
+			assert.Equal(t, m.Table(), a[otellockmgr.AttrTable].AsString())
+			assert.Equal(t, w.op, a[otellockmgr.AttrOperation].AsString())
+			assert.Equal(t, "a", a[otellockmgr.AttrLockName].AsString())
+			assert.Equal(t, w.outcome, a[otellockmgr.AttrOutcome].AsString(), s.Name)
+			if w.outcome == "ok" {
+				assert.Equal(t, l.Fence, a[otellockmgr.AttrFence].AsInt64())
+				assert.NotContains(t, a, otellockmgr.AttrErrorType)
+				assert.Equal(t, codes.Unset, s.Status.Code)
+			} else {
+				assert.Equal(t, w.outcome, a[otellockmgr.AttrErrorType].AsString())
+				assert.NotContains(t, a, otellockmgr.AttrFence)
+			}
+		}
+		assert.Equal(t, codes.Unset, spans[1].Status.Code, "a held name is an answer, not an error")
+		assert.Equal(t, codes.Error, spans[4].Status.Code, "a release of a lost lock is")
+		assert.Equal(t, "job", spans[5].Name)
+
+		got := tel.metrics(t)
+		assert.Equal(t, int64(2), got[otellockmgr.MetricAcquireDuration])
+		assert.Equal(t, int64(1), got[otellockmgr.MetricAcquireDuration+"/locked"])
+		assert.Equal(t, int64(1), got[otellockmgr.MetricAcquireDuration+"/ok"])
+		assert.GreaterOrEqual(t, got[otellockmgr.MetricContentions], int64(1))
+		assert.Equal(t, int64(1), got[otellockmgr.MetricHoldDuration])
+		assert.Equal(t, int64(0), got[otellockmgr.MetricHeld])
+		assert.Equal(t, int64(0), got[otellockmgr.MetricLost])
+	})
+}
+
+// TestLost: a scope's lock taken by another holder is counted lost, and
+// no longer held; the keep-alive renewal that found it has its span.
+func TestLost(t *testing.T) {
+	eachDB(t, func(t *testing.T, nm newManager, _ []string) {
+		tel := newTelemetry(t)
+		m := nm(tel.option())
+		err := m.Do(context.Background(), "job", func(ctx context.Context, _ *lockmgr.Scope) error {
+			lockmgrtest.Steal(t, m, "job")
+			select {
+			case <-ctx.Done():
+			case <-time.After(10 * time.Second):
+			}
+			return nil
+		}, lockmgr.KeepAliveEvery(10*time.Millisecond))
+		require.ErrorIs(t, err, lockmgr.ErrLockLost)
+		got := tel.metrics(t)
+		assert.Equal(t, int64(1), got[otellockmgr.MetricLost])
+		assert.Equal(t, int64(0), got[otellockmgr.MetricHeld])
+		var lost int
+		for _, s := range tel.spans.GetSpans() {
+			if a := attrs(s); a[otellockmgr.AttrOperation].AsString() == "keep_alive" && a[otellockmgr.AttrOutcome].AsString() == "not_held" {
+				lost++
+			}
+		}
+		assert.Equal(t, 1, lost, "one keep-alive span found the loss")
+	})
+}
+
+// TestUserHooks: hooks given with WithHooks still run, after the
+// telemetry's, and the user's OnStart gets the span's context.
+func TestUserHooks(t *testing.T) {
+	tel := newTelemetry(t)
+	var acquired, contended int
+	var sawSpan bool
+	m := lockmgrtest.New(t, otellockmgr.Option(otellockmgr.WithTracerProvider(tel.tp), otellockmgr.WithMeterProvider(tel.mp),
+		otellockmgr.WithHooks(lockmgr.Hooks{
+			OnAcquire:   func(*lockmgr.Lock, time.Duration) { acquired++ },
+			OnContended: func(*lockmgr.Lock, time.Duration) { contended++ },
+			OnStart: func(ctx context.Context, _ *lockmgr.Manager, _, _ string) (context.Context, func(*lockmgr.Lock, error)) {
+				sawSpan = trace.SpanContextFromContext(ctx).IsValid()
+				return ctx, nil
+			},
+		})))
+	ctx := context.Background()
+	_, err := m.GetLock(ctx, "a")
+	require.NoError(t, err)
+	_, err = m.GetLock(ctx, "a")
+	require.ErrorIs(t, err, lockmgr.ErrLocked)
+	assert.Equal(t, 1, acquired)
+	assert.Equal(t, 1, contended)
+	assert.True(t, sawSpan)
+	assert.Len(t, tel.spans.GetSpans(), 2)
+}
