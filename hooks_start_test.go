@@ -104,7 +104,9 @@ func TestHooksOnStart(t *testing.T) {
 func TestHooksOnStartNilResults(t *testing.T) {
 	eachDB(t, func(t *testing.T, e *env) {
 		m := e.manager(lockmgr.WithHooks(lockmgr.Hooks{
-			OnStart: func(context.Context, *lockmgr.Manager, string, string) (context.Context, func(*lockmgr.Lock, error)) { return nil, nil },
+			OnStart: func(context.Context, *lockmgr.Manager, string, string) (context.Context, func(*lockmgr.Lock, error)) {
+				return nil, nil
+			},
 		}))
 		l, err := m.GetLock(e.ctx, "a")
 		require.NoError(t, err)
