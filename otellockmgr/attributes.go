@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"gorm.io/gorm"
 
 	"github.com/gormlock/lockmgr"
@@ -72,18 +74,38 @@ func errorType(out string) string {
 	return out
 }
 
-// systems caches each database's db.system.name.
-var systems sync.Map // *gorm.DB → string
+// target is the database and table of a Manager's operations, as the
+// attributes and measurement options its telemetry uses, made once.
+type target struct {
+	kvs       []attribute.KeyValue
+	set       metric.MeasurementOption
+	byOutcome map[string]metric.MeasurementOption
+}
 
-// dbAttributes are the database and table of m's operations.
-func dbAttributes(m *lockmgr.Manager) attribute.Set {
-	return attribute.NewSet(AttrSystem.String(system(m.DB())), AttrTable.String(m.Table()))
+type targetKey struct {
+	db    *gorm.DB
+	table string
+}
+
+// targets caches each database and table's target.
+var targets sync.Map // targetKey → *target
+
+// targetOf is m's target.
+func targetOf(m *lockmgr.Manager) *target {
+	k := targetKey{m.DB(), m.Table()}
+	if t, ok := targets.Load(k); ok {
+		return t.(*target)
+	}
+	kvs := []attribute.KeyValue{AttrSystem.String(system(k.db)), AttrTable.String(k.table)}
+	t := &target{kvs: kvs, set: metric.WithAttributeSet(attribute.NewSet(kvs...)), byOutcome: map[string]metric.MeasurementOption{}}
+	for _, o := range []string{OutcomeOK, OutcomeLocked, OutcomeNotHeld, OutcomeNotFound, OutcomeCanceled, OutcomeError} {
+		t.byOutcome[o] = metric.WithAttributeSet(attribute.NewSet(append(slices.Clip(kvs), AttrOutcome.String(o))...))
+	}
+	v, _ := targets.LoadOrStore(k, t)
+	return v.(*target)
 }
 
 func system(db *gorm.DB) string {
-	if s, ok := systems.Load(db); ok {
-		return s.(string)
-	}
 	s := db.Dialector.Name()
 	switch {
 	case s == "postgres":
@@ -91,7 +113,6 @@ func system(db *gorm.DB) string {
 	case s == "mysql" && strings.Contains(serverVersion(db.Dialector), "MariaDB"):
 		s = "mariadb"
 	}
-	systems.Store(db, s)
 	return s
 }
 

@@ -2,6 +2,7 @@ package otellockmgr
 
 import (
 	"context"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -46,7 +47,7 @@ type telemetry struct {
 	inst   instruments
 	// last is the database and table of the last operation begun: the
 	// hooks that get no Manager (OnContended, OnLost) use it.
-	last atomic.Pointer[attribute.Set]
+	last atomic.Pointer[target]
 }
 
 func newTelemetry(c config) *telemetry {
@@ -54,8 +55,7 @@ func newTelemetry(c config) *telemetry {
 		tracer: c.tp.Tracer(ScopeName, trace.WithInstrumentationVersion(version)),
 		inst:   newInstruments(c.mp.Meter(ScopeName, metric.WithInstrumentationVersion(version))),
 	}
-	empty := attribute.NewSet()
-	t.last.Store(&empty)
+	t.last.Store(&target{set: metric.WithAttributeSet(attribute.NewSet())})
 	return t
 }
 
@@ -82,11 +82,11 @@ func (t *telemetry) event(ours, theirs func(*lockmgr.Lock, time.Duration)) func(
 }
 
 func (t *telemetry) contended(*lockmgr.Lock, time.Duration) {
-	t.inst.contended.Add(context.Background(), 1, metric.WithAttributeSet(*t.last.Load()))
+	t.inst.contended.Add(context.Background(), 1, t.last.Load().set)
 }
 
 func (t *telemetry) lost(*lockmgr.Lock, time.Duration) {
-	set := metric.WithAttributeSet(*t.last.Load())
+	set := t.last.Load().set
 	t.inst.lost.Add(context.Background(), 1, set)
 	t.inst.held.Add(context.Background(), -1, set)
 }
@@ -95,9 +95,9 @@ func (t *telemetry) lost(*lockmgr.Lock, time.Duration) {
 // ended with its outcome; then the user's OnStart, on the span's context.
 func (t *telemetry) start(user func(context.Context, *lockmgr.Manager, string, string) (context.Context, func(*lockmgr.Lock, error))) func(context.Context, *lockmgr.Manager, string, string) (context.Context, func(*lockmgr.Lock, error)) {
 	return func(ctx context.Context, m *lockmgr.Manager, op, name string) (context.Context, func(*lockmgr.Lock, error)) {
-		db := dbAttributes(m)
-		t.last.Store(&db)
-		attrs := append(db.ToSlice(), AttrOperation.String(op), AttrLockName.String(name))
+		db := targetOf(m)
+		t.last.Store(db)
+		attrs := append(slices.Clip(db.kvs), AttrOperation.String(op), AttrLockName.String(name))
 		ctx, span := t.tracer.Start(ctx, op+" "+m.Table(),
 			trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
 		began := time.Now()
@@ -106,7 +106,7 @@ func (t *telemetry) start(user func(context.Context, *lockmgr.Manager, string, s
 			ctx, theirs = user(ctx, m, op, name)
 		}
 		return ctx, func(l *lockmgr.Lock, err error) {
-			t.end(ctx, span, &db, op, began, l, err)
+			t.end(ctx, span, db, op, began, l, err)
 			if theirs != nil {
 				theirs(l, err)
 			}
@@ -115,9 +115,30 @@ func (t *telemetry) start(user func(context.Context, *lockmgr.Manager, string, s
 }
 
 // end records an operation's outcome on its span and in the metrics.
-func (t *telemetry) end(ctx context.Context, span trace.Span, db *attribute.Set, op string, began time.Time, l *lockmgr.Lock, err error) {
+func (t *telemetry) end(ctx context.Context, span trace.Span, db *target, op string, began time.Time, l *lockmgr.Lock, err error) {
 	took := time.Since(began)
 	out := outcome(err)
+	if span.IsRecording() {
+		annotate(span, out, l, err)
+	}
+	set := db.set
+	switch {
+	case op == "acquire":
+		t.inst.acquire.Record(ctx, took.Seconds(), db.byOutcome[out])
+		if err == nil {
+			t.inst.held.Add(ctx, 1, set)
+		}
+	case op == "release" && err == nil:
+		t.inst.held.Add(ctx, -1, set)
+		if !l.CreatedAt.IsZero() {
+			t.inst.hold.Record(ctx, max(0, time.Since(l.CreatedAt).Seconds()), set)
+		}
+	}
+	span.End()
+}
+
+// annotate sets a recording span's outcome, and its lock or its error.
+func annotate(span trace.Span, out string, l *lockmgr.Lock, err error) {
 	span.SetAttributes(AttrOutcome.String(out))
 	if l != nil && err == nil {
 		span.SetAttributes(AttrFence.Int64(l.Fence), AttrOwner.String(l.LockedBy))
@@ -129,19 +150,4 @@ func (t *telemetry) end(ctx context.Context, span trace.Span, db *attribute.Set,
 			span.SetStatus(codes.Error, err.Error())
 		}
 	}
-	set := metric.WithAttributeSet(*db)
-	switch {
-	case op == "acquire":
-		withOutcome := attribute.NewSet(append(db.ToSlice(), AttrOutcome.String(out))...)
-		t.inst.acquire.Record(ctx, took.Seconds(), metric.WithAttributeSet(withOutcome))
-		if err == nil {
-			t.inst.held.Add(ctx, 1, set)
-		}
-	case op == "release" && err == nil:
-		t.inst.held.Add(ctx, -1, set)
-		if !l.CreatedAt.IsZero() {
-			t.inst.hold.Record(ctx, max(0, time.Since(l.CreatedAt).Seconds()), set)
-		}
-	}
-	span.End()
 }
