@@ -9,6 +9,7 @@ replace github.com/gormlock/lockmgr => ..
 require (
 	github.com/gormlock/lockmgr v0.0.0-00010101000000-000000000000
 	github.com/stretchr/testify v1.12.1
+	go.uber.org/goleak v1.3.0
 	gorm.io/driver/mysql v1.6.0
 	gorm.io/driver/postgres v1.6.3
 	gorm.io/driver/sqlite v1.6.0

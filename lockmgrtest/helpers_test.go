@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 	"gorm.io/driver/mysql"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
@@ -16,6 +17,10 @@ import (
 	"github.com/gormlock/lockmgr"
 	"github.com/gormlock/lockmgr/lockmgrtest"
 )
+
+// TestMain fails the run if a test leaves a goroutine behind (a scope's
+// keep-alive, a pool's connection opener, an SDK's batcher).
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // eachManager runs fn with New's Manager, and with a Manager the test built
 // itself on PostgreSQL and MariaDB/MySQL when LOCKMGR_TEST_POSTGRES_DSN and

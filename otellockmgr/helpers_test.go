@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.uber.org/goleak"
 	"gorm.io/driver/mysql"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
@@ -22,6 +23,10 @@ import (
 	"github.com/gormlock/lockmgr/lockmgrtest"
 	"github.com/gormlock/lockmgr/otellockmgr"
 )
+
+// TestMain fails the run if a test leaves a goroutine behind (a scope's
+// keep-alive, a pool's connection opener, an SDK's batcher).
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // newManager makes a Manager with opts on the database of the subtest.
 type newManager func(opts ...lockmgr.Option) *lockmgr.Manager

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/gormlock/lockmgr"
@@ -36,31 +37,14 @@ func TestSpans(t *testing.T) {
 			{"acquire", "ok"}, {"acquire", "locked"}, {"renew", "ok"}, {"release", "ok"}, {"release", "not_held"},
 		}
 		for i, w := range want {
-			s, a := spans[i], attrs(spans[i])
-			assert.Equal(t, w.op+" "+m.Table(), s.Name)
-			assert.Equal(t, trace.SpanKindClient, s.SpanKind)
-			assert.Equal(t, parent.SpanContext().SpanID(), s.Parent.SpanID(), "%s is a child of the caller's span", s.Name)
-			assert.Equal(t, parent.SpanContext().TraceID(), s.SpanContext.TraceID())
-			assert.Contains(t, systems, a[otellockmgr.AttrSystem].AsString())
-			assert.Equal(t, m.Table(), a[otellockmgr.AttrTable].AsString())
-			assert.Equal(t, w.op, a[otellockmgr.AttrOperation].AsString())
-			assert.Equal(t, "a", a[otellockmgr.AttrLockName].AsString())
-			assert.Equal(t, w.outcome, a[otellockmgr.AttrOutcome].AsString(), s.Name)
-			if w.outcome == "ok" {
-				assert.Equal(t, l.Fence, a[otellockmgr.AttrFence].AsInt64())
-				assert.NotContains(t, a, otellockmgr.AttrErrorType)
-				assert.Equal(t, codes.Unset, s.Status.Code)
-			} else {
-				assert.Equal(t, w.outcome, a[otellockmgr.AttrErrorType].AsString())
-				assert.NotContains(t, a, otellockmgr.AttrFence)
-			}
+			checkSpan(t, spans[i], parent.SpanContext(), m.Table(), systems, w.op, w.outcome, l.Fence)
 		}
 		assert.Equal(t, codes.Unset, spans[1].Status.Code, "a held name is an answer, not an error")
 		assert.Equal(t, codes.Error, spans[4].Status.Code, "a release of a lost lock is")
 		assert.Equal(t, "job", spans[5].Name)
 
 		got := tel.metrics(t)
-		assert.Equal(t, int64(2), got[otellockmgr.MetricAcquireDuration])
+		assert.Equal(t, int64(2), got[otellockmgr.MetricAcquireDuration], "one acquisition took the lock, one found it held")
 		assert.Equal(t, int64(1), got[otellockmgr.MetricAcquireDuration+"/locked"])
 		assert.Equal(t, int64(1), got[otellockmgr.MetricAcquireDuration+"/ok"])
 		assert.GreaterOrEqual(t, got[otellockmgr.MetricContentions], int64(1))
@@ -122,4 +106,27 @@ func TestUserHooks(t *testing.T) {
 	assert.Equal(t, 1, contended)
 	assert.True(t, sawSpan)
 	assert.Len(t, tel.spans.GetSpans(), 2)
+}
+
+// checkSpan checks the span of the operation op that ended with outcome:
+// a child of parent, with the database's and the lock's attributes.
+func checkSpan(t *testing.T, s tracetest.SpanStub, parent trace.SpanContext, table string, systems []string, op, outcome string, fence int64) {
+	a := attrs(s)
+	assert.Equal(t, op+" "+table, s.Name)
+	assert.Equal(t, trace.SpanKindClient, s.SpanKind)
+	assert.Equal(t, parent.SpanID(), s.Parent.SpanID(), "%s is a child of the caller's span", s.Name)
+	assert.Equal(t, parent.TraceID(), s.SpanContext.TraceID())
+	assert.Contains(t, systems, a[otellockmgr.AttrSystem].AsString())
+	assert.Equal(t, table, a[otellockmgr.AttrTable].AsString())
+	assert.Equal(t, op, a[otellockmgr.AttrOperation].AsString())
+	assert.Equal(t, "a", a[otellockmgr.AttrLockName].AsString())
+	assert.Equal(t, outcome, a[otellockmgr.AttrOutcome].AsString(), s.Name)
+	if outcome == "ok" {
+		assert.Equal(t, fence, a[otellockmgr.AttrFence].AsInt64())
+		assert.NotContains(t, a, otellockmgr.AttrErrorType)
+		assert.Equal(t, codes.Unset, s.Status.Code)
+		return
+	}
+	assert.Equal(t, outcome, a[otellockmgr.AttrErrorType].AsString())
+	assert.NotContains(t, a, otellockmgr.AttrFence)
 }
