@@ -2,6 +2,7 @@ package otellockmgr_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	"gorm.io/gorm"
 
 	"github.com/gormlock/lockmgr"
 	"github.com/gormlock/lockmgr/lockmgrtest"
@@ -129,4 +131,32 @@ func checkSpan(t *testing.T, s tracetest.SpanStub, parent trace.SpanContext, tab
 	}
 	assert.Equal(t, outcome, a[otellockmgr.AttrErrorType].AsString())
 	assert.NotContains(t, a, otellockmgr.AttrFence)
+}
+
+// TestStatementsInSpan: with WithGORMCallbacks, the statements of a lock
+// operation reach GORM's callbacks (where gorm.io/plugin/opentelemetry
+// starts its spans) on the operation span's context.
+func TestStatementsInSpan(t *testing.T) {
+	tel := newTelemetry(t)
+	m := lockmgrtest.New(t)
+	var mu sync.Mutex
+	seen := map[trace.SpanID]int{}
+	record := func(db *gorm.DB) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen[trace.SpanContextFromContext(db.Statement.Context).SpanID()]++
+	}
+	require.NoError(t, m.DB().Callback().Raw().Before("gorm:raw").Register("test:raw", record))
+	require.NoError(t, m.DB().Callback().Row().Before("gorm:row").Register("test:row", record))
+	m, err := lockmgr.New(m.DB(), lockmgr.WithGORMCallbacks(), tel.option())
+	require.NoError(t, err)
+	ctx := context.Background()
+	l, err := m.GetLock(ctx, "a")
+	require.NoError(t, err)
+	require.NoError(t, m.Release(ctx, l))
+	spans := tel.spans.GetSpans()
+	require.Len(t, spans, 2)
+	for _, s := range spans {
+		assert.Positive(t, seen[s.SpanContext.SpanID()], "no statement of %s ran on its span's context", s.Name)
+	}
 }
