@@ -20,7 +20,7 @@ import (
 // acquisition was given: before it has passed, the release keeps the lock
 // held until it does (one UPDATE, and no waiter is woken); after, it
 // deletes the row (an UPDATE that changes nothing, then the DELETE).
-func (m *Manager) Release(ctx context.Context, l *Lock, opts ...LockOption) error {
+func (m *Manager) Release(ctx context.Context, l *Lock, opts ...LockOption) (err error) {
 	if err := validateLock(l); err != nil {
 		return err
 	}
@@ -28,6 +28,8 @@ func (m *Manager) Release(ctx context.Context, l *Lock, opts ...LockOption) erro
 	if err != nil {
 		return err
 	}
+	ctx, end := m.begin(ctx, "release", l.Name)
+	defer func() { end(l, err) }()
 	if l.Token == "" {
 		return fmt.Errorf("%w: lock %q has no token", ErrNotHeld, l.Name)
 	}
@@ -77,10 +79,12 @@ func (m *Manager) keep(ctx context.Context, v *values, hold time.Duration) (bool
 
 // Unlock deletes the named lock whoever holds it (django-lockmgr's unlock),
 // in one statement. An absent name is not an error.
-func (m *Manager) Unlock(ctx context.Context, name string) error {
+func (m *Manager) Unlock(ctx context.Context, name string) (err error) {
 	if err := ValidateName(name); err != nil {
 		return err
 	}
+	ctx, end := m.begin(ctx, "unlock", name)
+	defer func() { end(nil, err) }()
 	start := time.Now()
 	var v values
 	v[aName] = name

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/gormlock/lockmgr"
 	"github.com/spf13/cobra"
@@ -125,7 +126,7 @@ OUTPUT
 				return fmt.Errorf("listing locks: %w", err)
 			}
 			fmt.Fprintf(a.stdout, "WARNING: you are about to delete ALL locks in table %q of %s.\n\n", t.Table, t.DB)
-			writeLockList(a.stdout, fmt.Sprintf("The following %d active locks would be removed (expired rows go too):", len(locks)), locks)
+			writeLockList(a.stdout, fmt.Sprintf("The following %d active locks would be removed (expired rows go too):", len(locks)), locks, time.Now())
 			if !force {
 				if err := a.confirm(); err != nil {
 					return err
