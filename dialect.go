@@ -150,6 +150,7 @@ type dialect struct {
 	fenceBump                                  stmt   // TiDB: raises the bucket's hwm before acquire
 	tidbNoWait, fenceBumpBounded               stmt   // TiDB: locks the name's row or gives up at once; fenceBump waiting 1 s at most
 	get                                        stmt   // one live lock
+	guard, guardMiss                           stmt   // Manager.Guard's write, and its reading of a miss (guard.go)
 	columns                                    string // for SELECTs that read whole rows
 	err                                        error
 }
@@ -197,6 +198,7 @@ func (d *dialect) use(s engine.Statements) {
 		{&d.renewMax, s.RenewMax}, {&d.renewAdd, s.RenewAdd}, {&d.readUntil, s.ReadUntil}, {&d.casUntil, s.CasUntil},
 		{&d.clean, s.Clean}, {&d.reset, s.Reset},
 		{&d.fenceBump, s.FenceBump}, {&d.tidbNoWait, s.NoWait}, {&d.fenceBumpBounded, s.FenceBumpBounded},
+		{&d.guard, s.Guard}, {&d.guardMiss, s.GuardMiss},
 	} {
 		if c.text != "" {
 			*c.st = d.compile(c.text)

@@ -42,7 +42,8 @@ func (d *dialect) addSynced() {
 		return
 	}
 	for _, s := range []*stmt{&d.acquire, &d.acquireExec, &d.release, &d.unlock, &d.isLocked, &d.renewMax, &d.renewAdd,
-		&d.clean, &d.reset, &d.list, &d.listAfter, &d.readBack, &d.get} {
+		&d.clean, &d.reset, &d.list, &d.listAfter, &d.readBack, &d.get,
+		&d.guard, &d.guardMiss} {
 		if s.sql == "" {
 			continue
 		}

@@ -14,6 +14,7 @@ import (
 // It is safe for concurrent use; make one per table and share it.
 type Manager struct {
 	db        *gorm.DB // the session lock statements run on
+	user      *gorm.DB // the caller's *gorm.DB as New got it: Scope.Transaction's (guard.go)
 	d         *dialect
 	tableName string
 	owner     string
@@ -72,7 +73,7 @@ func New(db *gorm.DB, opts ...Option) (*Manager, error) {
 		return nil, err
 	}
 	m := &Manager{
-		db: session(db, d), d: d, tableName: s.table,
+		db: session(db, d), user: db, d: d, tableName: s.table,
 		owner: s.owner, logger: s.logger, hooks: s.hooks, notifier: s.notifier,
 		viaGORM: s.viaGORM || usesResolver(db), dbID: databaseID(db),
 		schema: newSchemaState(), cluster: &clusterProbe{}, notifyWarned: new(notifierWarned),

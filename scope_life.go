@@ -120,8 +120,8 @@ func (s *Scope) errands(now time.Time) (todo []errand, wait time.Duration) {
 	wait = time.Hour
 	for _, name := range slices.Sorted(maps.Keys(s.held)) {
 		h := s.held[name]
-		if h.lock.LockedUntil == nil {
-			continue // never expires
+		if h.lock.LockedUntil == nil || h.guards > 0 {
+			continue // never expires, or renewed by the guarding transaction (guard.go)
 		}
 		lostAt := h.deadline
 		if h.every > 0 {

@@ -91,6 +91,10 @@ func (SQLite) Statements(t Table) Statements {
 		Clean: t.sql(`DELETE FROM {table} WHERE name IN (SELECT name FROM {table} WHERE locked_until <= @now LIMIT @limit)`),
 		Reset: t.sql(`DELETE FROM {table} WHERE true`),
 	}
+	// The first write of GORM's deferred transaction: it takes the
+	// database's write lock at once, not at the caller's first write.
+	s.Guard = t.sql(`UPDATE {table} SET updated_at = @now WHERE name = @name AND token = @token AND ` + sqliteLive)
+	t.guardMiss(&s, sqliteLive)
 	t.clientAddTime(&s)
 	return s
 }

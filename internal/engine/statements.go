@@ -40,6 +40,15 @@ type Statements struct {
 	// NoWait locks the name's row or gives up at once; FenceBumpBounded is
 	// FenceBump waiting 1 s at most (TiDB).
 	FenceBump, NoWait, FenceBumpBounded string
+
+	// Guard is a write on the name's live row held by @token, run inside
+	// the caller's transaction (Manager.Guard): it holds the row until the
+	// transaction ends, and is certified on Galera and checked at commit on
+	// TiDB. It always changes updated_at, so that MySQL's rows affected (the
+	// changed rows) is 1 exactly when the lock is held. GuardMiss reads the
+	// name's row, live or not, after a guard found none: token, holder,
+	// LiveFlag.
+	Guard, GuardMiss string
 }
 
 // Table is one lock table as its statements name it.
@@ -60,6 +69,12 @@ const FenceBuckets = "1024" // = 32 × 32
 func (t Table) sql(text string) string {
 	return strings.NewReplacer("{table}", t.Name, "{fences}", t.Fences, "{lock_timeout}", t.LockTimeout,
 		"{buckets}", FenceBuckets).Replace(strings.Join(strings.Fields(text), " "))
+}
+
+// guardMiss sets GuardMiss, which reads whether the row is live by live.
+func (t Table) guardMiss(s *Statements, live string) {
+	s.GuardMiss = t.sql(`SELECT COALESCE(token, ''), COALESCE(locked_by, ''), CASE WHEN ` + live + ` THEN 1 ELSE 0 END
+		FROM {table} WHERE name = @name`)
 }
 
 // clientAddTime sets ReadUntil and CasUntil, which only SQLite runs, but
