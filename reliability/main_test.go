@@ -19,6 +19,7 @@ var childRoles = map[string]func(config string) int{
 	"torture":  runTortureChild,
 	"crash":    runCrashChild,
 	"shutdown": runShutdownChild,
+	"guard":    runGuardChild,
 }
 
 func TestMain(m *testing.M) {
