@@ -89,12 +89,12 @@ func guardTorture(t *testing.T, tg target, nodes []string) {
 
 // guardRun is one mode's run on one database.
 type guardRun struct {
-	tg      target
-	nodes   []string
-	db      *gorm.DB
-	cfg     guardConfig
-	stopped atomic.Bool // one holder stopped at a time: the others take over
-	lastStop time.Time  // no stop after it: the others must still run to take over
+	tg       target
+	nodes    []string
+	db       *gorm.DB
+	cfg      guardConfig
+	stopped  atomic.Bool // one holder stopped at a time: the others take over
+	lastStop time.Time   // no stop after it: the others must still run to take over
 
 	mu               sync.Mutex
 	stops, takeovers int
