@@ -134,7 +134,9 @@ func TestGuardCost(t *testing.T) {
 					lat[k] = append(lat[k], g.round(t, k, d)...)
 				}
 			}
-			p := func(k int) (time.Duration, float64) { return medianLatency(lat[k]), float64(len(lat[k])) / (5 * d.Seconds()) }
+			p := func(k int) (time.Duration, float64) {
+				return medianLatency(lat[k]), float64(len(lat[k])) / (5 * d.Seconds())
+			}
 			pp, pr := p(plainTx)
 			gp, gr := p(guardedTx)
 			tp, tr := p(twoTx)
