@@ -62,6 +62,7 @@ func TestGuardStaleWritersTiDB(t *testing.T) {
 func TestGuardStaleWritersGalera(t *testing.T) {
 	requireTorture(t)
 	nodes := galeraNodes(t)
+	t.Logf("clock of the last node minus the first: %v", galeraClockOffset(t, nodes))
 	guardTorture(t, target{Name: "galera", Driver: "mysql", DSN: nodes[0]}, nodes)
 }
 
