@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,7 +29,7 @@ func guardParams() (procs int, d time.Duration) {
 	case "long":
 		return 4, 15 * time.Minute
 	case "short":
-		return 4, 12 * time.Second
+		return 4, 15 * time.Second
 	}
 	return 3, 4 * time.Second
 }
@@ -37,10 +38,13 @@ func guardParams() (procs int, d time.Duration) {
 // one name with a short expiry and write their fence to a ledger table
 // under it. The parent SIGSTOPs a holder that has just checked its lock,
 // keeps it stopped until another worker has taken the name over and
-// written, then SIGCONTs it, and it writes. The ledger, in id order,
-// judges: with Guard no write commits after a takeover of its writer's
-// lock; without (the control) such stale writes must show, or the test
-// could not fail.
+// written, then SIGCONTs it, and it writes. With Guard, it also stops
+// holders inside their guarded transaction, after the guard, for twice
+// the expiry: no one may take the lock over meanwhile (on Galera, which
+// does not replicate row locks, one may, and certification must then
+// abort the stopped transaction). The ledger, in id order, judges: with
+// Guard no write commits after a takeover of its writer's lock; without
+// (the control) such stale writes must show, or the test could not fail.
 func TestGuardStaleWriters(t *testing.T) {
 	requireTorture(t)
 	forEachDB(t, func(t *testing.T, tg target) {
@@ -74,11 +78,15 @@ func guardTorture(t *testing.T, tg target, nodes []string) {
 				"db": tg.Name, "guard": guarded, "stops": r.stops, "takeovers": r.takeovers, "writes": len(r.rows),
 				"stale_writes": r.stale, "not_held": r.stats.NotHeld, "conflicts": r.stats.Conflicts,
 				"holds": r.stats.Holds, "skipped": r.stats.Skipped, "unexpected": r.stats.Unexpected,
+				"stopped_in_tx": r.inTx, "taken_over_in_tx": r.takenInTx,
 			})
 			assert.Empty(t, r.stats.Unexpected, "errors other than ErrLocked, ErrNotHeld and write conflicts")
 			assert.Positive(t, r.takeovers, "no holder was stopped and taken over: the torture tested nothing")
 			if guarded {
 				assert.Zero(t, r.stale, "writes committed after a takeover of their lock, first: %s", r.first)
+				if len(nodes) == 0 {
+					assert.Zero(t, r.takenInTx, "a lock taken over while its guarded transaction was open")
+				}
 				assert.Positive(t, r.stats.NotHeld+r.stats.Conflicts, "no stale write was refused")
 				return
 			}
@@ -99,10 +107,15 @@ type guardRun struct {
 
 	mu               sync.Mutex
 	stops, takeovers int
-	stats            guardStats
-	rows             []guardWrite
-	stale            int
-	first            string
+	// inTx counts holders stopped inside their guarded transaction, and
+	// takenInTx those whose lock was taken over meanwhile (possible only
+	// on Galera, which does not replicate row locks: certification then
+	// aborts the stopped transaction).
+	inTx, takenInTx int
+	stats           guardStats
+	rows            []guardWrite
+	stale           int
+	first           string
 }
 
 func newGuardRun(t *testing.T, tg target, nodes []string, guarded bool) *guardRun {
@@ -150,13 +163,19 @@ func (g *guardRun) watch(t *testing.T, c *child) {
 	var stops sync.WaitGroup
 	for sc := bufio.NewScanner(c.stdout); sc.Scan(); {
 		line := sc.Text()
-		if f, ok := strings.CutPrefix(line, "ready "); ok && time.Now().Before(g.lastStop) && g.stopped.CompareAndSwap(false, true) {
+		what, f, _ := strings.Cut(line, " ")
+		if (what == "ready" || what == "guarded") && rand.IntN(2) == 0 && time.Now().Before(g.lastStop) &&
+			g.stopped.CompareAndSwap(false, true) {
 			fence, _ := strconv.ParseInt(f, 10, 64)
 			_ = c.cmd.Process.Signal(syscall.SIGSTOP)
 			stops.Add(1)
 			go func() {
 				defer stops.Done()
-				g.stopUntilTakenOver(t, c, fence)
+				if what == "ready" {
+					g.stopUntilTakenOver(t, c, fence)
+				} else {
+					g.stopInTx(t, c, fence)
+				}
 			}()
 		}
 		if raw, ok := strings.CutPrefix(line, "stats "); ok {
@@ -190,6 +209,22 @@ func (g *guardRun) stopUntilTakenOver(t *testing.T, c *child, fence int64) {
 	g.stops++
 	if over && !wrote {
 		g.takeovers++
+	}
+}
+
+// stopInTx keeps a worker stopped inside its guarded transaction for
+// twice the expiry, and records whether its lock was taken over
+// meanwhile (its row is held: only on Galera), then resumes it.
+func (g *guardRun) stopInTx(t *testing.T, c *child, fence int64) {
+	defer g.stopped.Store(false)
+	defer func() { _ = c.cmd.Process.Signal(syscall.SIGCONT) }()
+	time.Sleep(2 * guardExpires)
+	taken := g.count(t, "fence > ?", fence) > 0
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.inTx++
+	if taken {
+		g.takenInTx++
 	}
 }
 

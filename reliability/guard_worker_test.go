@@ -50,7 +50,9 @@ const guardPause = 150 * time.Millisecond
 // runGuardChild is the stale-writer worker: it takes the name, works,
 // checks that its lock has not expired, says "ready <fence>" (the parent
 // may SIGSTOP it now, past its expiry), waits guardPause, and writes its
-// fence to the ledger, guarded or not; until its duration ends.
+// fence to the ledger, guarded or not; until its duration ends. A guarded
+// worker also says "guarded <fence>" inside its transaction, after the
+// guard, and waits guardPause again before writing.
 func runGuardChild(raw string) int {
 	var cfg guardConfig
 	m, db, code := openChild(raw, &cfg, &cfg.childTarget)
@@ -97,6 +99,8 @@ func (cfg *guardConfig) hold(ctx context.Context, m *lockmgr.Manager, db *gorm.D
 			if err := m.Guard(ctx, tx, l); err != nil {
 				return err
 			}
+			fmt.Printf("guarded %d\n", l.Fence) // the parent may stop it here too
+			time.Sleep(guardPause)
 			return tx.Table(cfg.Ledger).Create(row).Error
 		})
 	} else {
