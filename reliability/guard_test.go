@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,8 +24,12 @@ import (
 // a stopped holder is past it soon.
 const guardExpires = 500 * time.Millisecond
 
-// guardParams: worker processes, and how long each mode runs per database.
+// guardParams: worker processes, and how long each mode runs per database
+// (LOCKMGR_TORTURE_DURATION overrides it).
 func guardParams() (procs int, d time.Duration) {
+	if d, err := time.ParseDuration(os.Getenv("LOCKMGR_TORTURE_DURATION")); err == nil && d > 0 {
+		return 4, d
+	}
 	switch tortureMode() {
 	case "long":
 		return 4, 15 * time.Minute
