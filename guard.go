@@ -38,7 +38,10 @@ import (
 // until tx commits or rolls back, so that no one takes the lock over, and
 // no Unlock, CleanLocks or Reset ends it, before tx ends: a holder that
 // paused past its expiry gets ErrNotHeld, and its transaction, rolled
-// back, writes nothing. Call it before the writes it protects.
+// back, writes nothing. Call it before the writes it protects. On Galera,
+// whose row locks stay on their node, a takeover on another node instead
+// makes certification fail tx's commit: either way, no write of tx
+// commits after a takeover.
 //
 // A lock no longer held returns an error matching ErrNotHeld that says
 // what is known: expired, taken over by whom, or gone (released, unlocked,
@@ -111,7 +114,10 @@ func (m *Manager) whyNotHeld(ctx context.Context, l *Lock, v *values) error {
 // the keep-alive leaves the main lock alone, so a transaction that runs
 // longer than the lock's expiry costs the scope nothing, and the renewal
 // that fell due meanwhile runs inside the transaction, just before it
-// commits. Contenders meanwhile get ErrLocked (Wait keeps waiting). A
+// commits. Contenders meanwhile get ErrLocked (Wait keeps waiting); on a
+// Galera cluster, which does not replicate row locks, a contender on
+// another node can take the lock over once it has expired, and
+// certification then fails this transaction's commit. A
 // transaction that rolls back after such a renewal was due renews the lock
 // at once, from outside. Transactions of one scope may run concurrently;
 // they take the lock row one after the other. It returns ErrScopeClosed
