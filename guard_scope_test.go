@@ -118,3 +118,26 @@ func TestScopeTransactionRollbackAfterDueRenewal(t *testing.T) {
 		require.NoError(t, s.Close())
 	})
 }
+
+// TestScopeTransactionConcurrent: goroutines sharing a scope run guarded
+// transactions at once; they take the lock row in turn and all commit.
+func TestScopeTransactionConcurrent(t *testing.T) {
+	eachDB(t, func(t *testing.T, e *env) {
+		notes := e.notes()
+		s, err := e.m.Acquire(e.ctx, "shared")
+		require.NoError(t, err)
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				for range 5 {
+					assert.NoError(t, s.Transaction(e.ctx, func(tx *gorm.DB) error {
+						return tx.Table(notes).Create(&guardNote{Note: "shared"}).Error
+					}))
+				}
+			})
+		}
+		wg.Wait()
+		require.EqualValues(t, 20, e.noteCount(notes, "shared"))
+		require.NoError(t, s.Close())
+	})
+}
