@@ -123,10 +123,13 @@ func (cfg *guardConfig) hold(ctx context.Context, m *lockmgr.Manager, db *gorm.D
 }
 
 // conflict reports a transaction the database aborted for a write
-// conflict: deadlock/certification (1213), TiDB's 9007, SQLSTATE 40001.
+// conflict: deadlock/certification (1213), TiDB's 9007 and its
+// pessimistic lock that kept meeting newer writes of the row (1105),
+// SQLSTATE 40001.
 func conflict(err error) bool {
 	msg := err.Error()
-	return strings.Contains(msg, "Error 1213") || strings.Contains(msg, "Error 9007") || strings.Contains(msg, "40001")
+	return strings.Contains(msg, "Error 1213") || strings.Contains(msg, "Error 9007") || strings.Contains(msg, "40001") ||
+		strings.Contains(msg, "pessimistic lock retry limit reached")
 }
 
 // staleWrites counts the ledger's writes committed by a holder after a
