@@ -117,9 +117,9 @@ func (m *Manager) whyNotHeld(ctx context.Context, l *Lock, v *values) error {
 // commits. Contenders meanwhile get ErrLocked (Wait keeps waiting); on a
 // Galera cluster, which does not replicate row locks, a contender on
 // another node can take the lock over once it has expired, and
-// certification then fails this transaction's commit. A
-// transaction that rolls back after such a renewal was due renews the lock
-// at once, from outside. Transactions of one scope may run concurrently;
+// certification then fails this transaction's commit. A transaction that
+// rolls back after such a renewal was due renews the lock at once, from
+// outside. Transactions of one scope may run concurrently;
 // they take the lock row one after the other. It returns ErrScopeClosed
 // after Close, and ErrNotHeld if the main lock was unlocked or lost.
 func (s *Scope) Transaction(ctx context.Context, fn func(tx *gorm.DB) error) (err error) {
