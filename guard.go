@@ -135,7 +135,7 @@ func (s *Scope) Transaction(ctx context.Context, fn func(tx *gorm.DB) error) (er
 	}
 	var g guardRun
 	defer func() { s.unguard(ctx, h, l, &g, err) }() // after a panic in fn, too
-	return s.m.user.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	return s.m.given.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		return s.guarded(ctx, tx, h, l, fn, &g)
 	})
 }
@@ -160,6 +160,7 @@ func (s *Scope) guardMain() (*held, *Lock, error) {
 		return nil, nil, fmt.Errorf("%w: %q (the scope's main lock was unlocked or lost)", ErrNotHeld, s.main.Name)
 	}
 	h.guards++
+	s.resetSafe()
 	return h, h.lock, nil
 }
 
@@ -195,10 +196,15 @@ func (s *Scope) guarded(ctx context.Context, tx *gorm.DB, h *held, l *Lock, fn f
 // transaction g learnt of it; err is the transaction's.
 func (s *Scope) unguard(ctx context.Context, h *held, l *Lock, g *guardRun, err error) {
 	s.mu.Lock()
-	h.guards--
 	due := h.every > 0 && !time.Now().Before(h.next)
 	s.mu.Unlock()
-	defer s.poke()
+	defer func() { // after the renewal: the deadline counts again
+		s.mu.Lock()
+		h.guards--
+		s.resetSafe()
+		s.mu.Unlock()
+		s.poke()
+	}()
 	switch {
 	case g.notHeld != nil:
 		s.lose(l.Name, l, g.notHeld)

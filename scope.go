@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,6 +23,10 @@ type Scope struct {
 	cancel   context.CancelCauseFunc
 	parent   context.Context
 	start    time.Time
+
+	// The safe deadline Context checks itself (scope_ctx.go).
+	epoch     time.Time    // a monotonic reading: safeUntil counts from it
+	safeUntil atomic.Int64 // nanoseconds after epoch when the first lock is past its safe deadline
 
 	// The tending goroutine (scope_life.go): renews what is due, declares
 	// lost what ran out of time.
@@ -100,11 +105,14 @@ func (m *Manager) Acquire(ctx context.Context, name string, opts ...LockOption) 
 	if err != nil {
 		return nil, err
 	}
-	s := &Scope{m: m, defaults: c, parent: ctx, main: l, held: map[string]*held{}, start: sent,
+	s := &Scope{m: m, defaults: c, parent: ctx, main: l, held: map[string]*held{}, start: sent, epoch: sent,
 		nudge: make(chan struct{}, 1), tendDone: make(chan struct{})}
 	s.defaults.lockedBy, s.defaults.process = &l.LockedBy, l.LockProcess
-	s.ctx, s.cancel = context.WithCancelCause(ctx)
+	s.defaults.hold = 0 // HoldAtLeast is the main lock's own (l remembers it), not the scope's other locks'
+	inner, cancel := context.WithCancelCause(ctx)
+	s.ctx, s.cancel = &leaseCtx{Context: inner, s: s}, cancel
 	s.held[name] = newHeld(l, sent, &c)
+	s.resetSafe()
 	s.tendCtx, s.stopTend = context.WithCancel(context.WithoutCancel(ctx))
 	go s.tend()
 	return s, nil
@@ -140,7 +148,11 @@ func (s *Scope) Main() *Lock {
 // made from ends, or, with cause ErrLockLost, when a lock of the scope is
 // lost: found taken or gone by a renewal, or not renewed in time to be
 // sure it is still held. Work that must stop when a lock is lost watches
-// it.
+// it. Its Err and Done check the locks' safe deadline themselves, by the
+// monotonic clock: a process resumed from a pause past that deadline sees
+// the context done at its first check, before the keep-alive has run.
+// Contexts derived from it learn of a loss from the keep-alive, a moment
+// later.
 func (s *Scope) Context() context.Context { return s.ctx }
 
 // Lock takes one more lock, held (and kept alive, as the main lock is)
@@ -178,6 +190,7 @@ func (s *Scope) Lock(ctx context.Context, name string, opts ...LockOption) error
 		return errors.Join(ErrScopeClosed, s.m.Release(rctx, l))
 	}
 	s.held[name] = newHeld(l, sent, &c)
+	s.resetSafe()
 	s.poke()
 	return nil
 }
@@ -209,6 +222,7 @@ func (s *Scope) Unlock(ctx context.Context, name string) error {
 		return notHeldError(name)
 	}
 	delete(s.held, name)
+	s.resetSafe()
 	if s.main.Name == name {
 		s.main = &Lock{Name: name, LockedBy: s.main.LockedBy, LockProcess: s.main.LockProcess}
 	}

@@ -65,6 +65,7 @@ func (s *Scope) renewed(name, token string, nl *Lock, sent time.Time, expires ti
 		h.deadline = d
 	}
 	h.lock = nl
+	s.resetSafe()
 	if s.main.Name == name {
 		s.main = nl
 	}
@@ -123,10 +124,7 @@ func (s *Scope) errands(now time.Time) (todo []errand, wait time.Duration) {
 		if h.lock.LockedUntil == nil || h.guards > 0 {
 			continue // never expires, or renewed by the guarding transaction (guard.go)
 		}
-		lostAt := h.deadline
-		if h.every > 0 {
-			lostAt = h.deadline.Add(-h.expires / 5)
-		}
+		lostAt := h.lostAt()
 		switch {
 		case !now.Before(lostAt):
 			todo = append(todo, errand{name: name, lock: h.lock, lostAt: lostAt, h: h})
@@ -146,7 +144,9 @@ func (s *Scope) errands(now time.Time) (todo []errand, wait time.Duration) {
 func (s *Scope) renewOne(e errand) (stop bool) {
 	sent := time.Now()
 	rctx, cancel := context.WithDeadline(s.tendCtx, e.lostAt)
+	rctx, end := s.m.begin(rctx, "keep_alive", e.name)
 	nl, err := s.m.renewToken(rctx, e.lock, &lockConfig{expires: e.h.expires})
+	end(nl, err)
 	cancel()
 	switch {
 	case err == nil:
@@ -175,6 +175,7 @@ func (s *Scope) lose(name string, l *Lock, why error) {
 		return
 	}
 	delete(s.held, name)
+	s.resetSafe()
 	s.lost = append(s.lost, name)
 	s.mu.Unlock()
 	s.cancel(fmt.Errorf("%w: %q", ErrLockLost, name))
@@ -201,6 +202,7 @@ func (s *Scope) close() error {
 	s.closed = true
 	held, lost, mainName := s.held, slices.Clone(s.lost), s.main.Name
 	s.held = nil
+	s.safeUntil.Store(noDeadline)
 	s.mu.Unlock()
 	s.stopTend()
 	<-s.tendDone

@@ -16,10 +16,12 @@ const (
 // childRoles maps a role to the function a worker process runs; its
 // return value is the process's exit code.
 var childRoles = map[string]func(config string) int{
-	"torture":  runTortureChild,
-	"crash":    runCrashChild,
-	"shutdown": runShutdownChild,
-	"guard":    runGuardChild,
+	"torture":   runTortureChild,
+	"crash":     runCrashChild,
+	"shutdown":  runShutdownChild,
+	"election":  runElectionChild,
+	"semaphore": runSemaphoreChild,
+	"guard":     runGuardChild,
 }
 
 func TestMain(m *testing.M) {

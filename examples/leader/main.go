@@ -1,8 +1,9 @@
-// Command leader elects one leader among several replicas of itself. The
-// leader holds the lock "leader" in a long-lived scope, which renews it in
-// the background, and works until the scope's context is cancelled. Each
-// term has a fence, and the leader's writes carry it: the shared ledger
-// refuses a write whose fence is older than the last one it accepted.
+// Command leader elects one leader among several replicas of itself with
+// lockmgr.Election: each replica runs the election, the winner leads
+// until its lead context is cancelled (shutdown, or leadership lost or in
+// doubt), and every replica observes who leads. Each term has a fence, and
+// the leader's writes carry it: the shared ledger refuses a write whose
+// fence is older than the last one it accepted.
 //
 //	go run ./examples/leader              # three replicas; the first leader is killed after 4 s
 //	go run ./examples/leader -replicas 1  # one replica until Ctrl-C: start several, kill the leader
@@ -19,6 +20,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -117,76 +119,75 @@ type Ledger struct {
 
 // node is one replica.
 type node struct {
-	m  *lockmgr.Manager
-	db *gorm.DB
-	p  *demo.Printer
-	c  *config
+	m      *lockmgr.Manager
+	db     *gorm.DB
+	p      *demo.Printer
+	c      *config
+	e      *lockmgr.Election
+	leader atomic.Bool // lead was running when ctx ended
 }
 
-// replica follows until it can lead, leads until it loses the lock, and
-// starts over, until ctx ends.
+// replica runs one member of the election until ctx ends: lockmgr
+// campaigns, calls lead for each term it wins, and releases the lock
+// once lead has returned. Meanwhile it prints each new leader it observes.
 func replica(ctx context.Context, n *node) error {
-	following := ""
-	for ctx.Err() == nil {
-		opts := []lockmgr.LockOption{lockmgr.Expires(n.c.ttl), lockmgr.LockedBy(n.c.name)}
-		if following != "" {
-			// Wait for the leader's lock to be released or to expire, in
-			// stretches of a quarter of its expiry, noting any new leader
-			// between them.
-			opts = append(opts, lockmgr.Wait(n.c.ttl/4))
-		}
-		s, err := n.m.Acquire(ctx, lockName, opts...)
-		switch {
-		case ctx.Err() != nil:
-			return nil
-		case errors.Is(err, lockmgr.ErrLocked):
-			if leader := holder(ctx, n.m); leader != following {
-				n.p.Printf("%-10s follower; %s leads", n.c.name, leader)
-				following = leader
+	var err error
+	n.e, err = lockmgr.NewElection(n.m, lockName, lockmgr.Identity(n.c.name), lockmgr.TTL(n.c.ttl))
+	if err != nil {
+		return err
+	}
+	followed := make(chan struct{})
+	go func() {
+		defer close(followed)
+		for t := range n.e.Observe(ctx) {
+			if t.Identity != "" && t.Identity != n.c.name {
+				n.p.Printf("%-10s follower; %s leads (fence %d)", n.c.name, t.Identity, t.Fence)
 			}
-			continue
-		case err != nil:
-			n.p.Printf("%-10s cannot reach the database: %v", n.c.name, err)
-			sleep(ctx, n.c.ttl)
-			continue
 		}
-		following = ""
-		n.lead(s)
-		err = s.Close()
-		switch {
-		case errors.Is(err, lockmgr.ErrLockLost):
-			n.p.Printf("%-10s lost the lock; following again", n.c.name)
-		case err != nil:
-			n.p.Printf("%-10s stepping down: %v", n.c.name, err)
-		case ctx.Err() != nil:
-			n.p.Printf("%-10s shutting down; released the lock", n.c.name)
-		}
+	}()
+	err = n.e.Run(ctx, n.lead)
+	<-followed
+	if ctx.Err() == nil {
+		return err
+	}
+	if n.leader.Load() {
+		n.p.Printf("%-10s shutting down; released the lock", n.c.name)
 	}
 	return nil
 }
 
-// lead works until the scope's context is cancelled: at shutdown, or when
-// the lock is lost. Each unit of work is a write fenced by the term's fence.
-func (n *node) lead(s *lockmgr.Scope) {
-	ctx, fence := s.Context(), s.Main().Fence
-	n.p.Printf("%-10s LEADER, term fence %d", n.c.name, fence)
+// lead works until its context is cancelled: at shutdown, or the moment
+// leadership is lost or in doubt. It checks the context before each unit
+// of work, and each is a write fenced by the term's fence, so that even a
+// write that was under way when leadership ended cannot land after the
+// next leader's.
+func (n *node) lead(ctx context.Context, term lockmgr.Term) error {
+	n.p.Printf("%-10s LEADER, term fence %d", n.c.name, term.Fence)
 	t := time.NewTicker(n.c.beat)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			if errors.Is(context.Cause(ctx), lockmgr.ErrLockLost) {
+				n.p.Printf("%-10s lost the lock; following again", n.c.name)
+			} else {
+				n.leader.Store(true)
+			}
+			return nil
 		case <-t.C:
 		}
-		beats, err := n.work(ctx, fence)
+		if ctx.Err() != nil {
+			continue // the next turn of the loop says why
+		}
+		beats, err := n.work(ctx, term.Fence)
 		switch {
 		case errors.Is(err, errStale):
-			n.p.Printf("%-10s the ledger refused fence %d: a newer leader wrote; stepping down", n.c.name, fence)
-			return
+			n.p.Printf("%-10s the ledger refused fence %d: a newer leader wrote; stepping down", n.c.name, term.Fence)
+			return n.e.Resign(ctx)
 		case err != nil && ctx.Err() == nil:
 			n.p.Printf("%-10s work failed: %v", n.c.name, err)
 		case err == nil:
-			n.p.Printf("%-10s leader (fence %d): unit of work %d done", n.c.name, fence, beats)
+			n.p.Printf("%-10s leader (fence %d): unit of work %d done", n.c.name, term.Fence, beats)
 		}
 	}
 }
@@ -209,21 +210,4 @@ func (n *node) work(ctx context.Context, fence int64) (int64, error) {
 	var beats int64
 	err := n.db.WithContext(ctx).Table(n.c.ledger).Select("beats").Where("id = 1").Scan(&beats).Error
 	return beats, err
-}
-
-// holder names the leader.
-func holder(ctx context.Context, m *lockmgr.Manager) string {
-	if l, err := m.Get(ctx, lockName); err == nil {
-		return l.LockedBy
-	}
-	return "nobody yet"
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

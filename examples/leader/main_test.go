@@ -59,6 +59,7 @@ func checkFailover(t *testing.T, args ...string) {
 	f1, _ := strconv.ParseInt(first[2], 10, 64)
 	f2, _ := strconv.ParseInt(next[2], 10, 64)
 	assert.Greater(t, f2, f1, "the new term's fence is larger")
+	assert.Regexp(t, `replica-\d\s+follower; `+first[1]+` leads \(fence `+first[2]+`\)`, s, "the other replica observes the leader")
 	assert.Regexp(t, `supervisor: killing `+first[1]+` \(pid \d+\) with SIGKILL`, s)
 	assert.Regexp(t, `supervisor: `+next[1]+` took over \S+ after the crash`, s)
 	assert.Regexp(t, last[1]+`\s+leader \(fence `+last[2]+`\): unit of work \d+ done`, s)
