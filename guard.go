@@ -54,7 +54,7 @@ import (
 // way while tx holds it; Guard on a scope's lock from another transaction
 // makes the keep-alive wait behind tx. Guard only protects writes to the
 // lock's own database: data anywhere else still needs the lock's Fence.
-func (m *Manager) Guard(ctx context.Context, tx *gorm.DB, l *Lock) error {
+func (m *Manager) Guard(ctx context.Context, tx *gorm.DB, l *Lock) (err error) {
 	if err := checkContext(ctx); err != nil {
 		return err
 	}
@@ -68,6 +68,8 @@ func (m *Manager) Guard(ctx context.Context, tx *gorm.DB, l *Lock) error {
 	if txm.err != nil {
 		return fmt.Errorf("lockmgr: guard %q: %w (Guard runs inside the caller's transaction)", l.Name, txm.err)
 	}
+	ctx, end := m.begin(ctx, "guard", l.Name)
+	defer func() { end(l, err) }()
 	if l.Token == "" {
 		return fmt.Errorf("%w: lock %q has no token", ErrNotHeld, l.Name)
 	}
