@@ -152,9 +152,10 @@ func reportJob(ctx, drain context.Context, m *lockmgr.Manager, log *slog.Logger)
 	for run := 1; drain.Err() == nil; run++ {
 		err := m.Do(ctx, "report:daily", func(ctx context.Context, s *lockmgr.Scope) error {
 			log.Info("report started", "run", run, "fence", s.Main().Fence)
-			if run == 1 { // after the keep-alive's first renewals (every 200 ms)
+			if run == 1 { // once the keep-alive (every 200 ms) has renewed it
+				first := s.Main().LockedUntil
 				go func() {
-					if pause(ctx, 500*time.Millisecond) == nil {
+					if renewedSince(ctx, m, "report:daily", first) == nil {
 						log.Info("operator clears the report's lock")
 						_ = m.Unlock(context.WithoutCancel(ctx), "report:daily")
 					}
@@ -173,6 +174,19 @@ func reportJob(ctx, drain context.Context, m *lockmgr.Manager, log *slog.Logger)
 			log.Error("report failed", "run", run, "error", err)
 		}
 		_ = pause(drain, 2*time.Second)
+	}
+}
+
+// renewedSince waits until the lock name is held until later than first, that
+// is until a keep-alive has renewed it, or until ctx ends.
+func renewedSince(ctx context.Context, m *lockmgr.Manager, name string, first *time.Time) error {
+	for {
+		if l, err := m.Get(ctx, name); err == nil && l.LockedUntil != nil && first != nil && l.LockedUntil.After(*first) {
+			return nil
+		}
+		if err := pause(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
 	}
 }
 
