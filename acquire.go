@@ -26,7 +26,7 @@ func (m *Manager) GetLock(ctx context.Context, name string, opts ...LockOption) 
 
 // tryAcquire is one attempt: the conditional upsert of dialect.acquire.
 func (m *Manager) tryAcquire(ctx context.Context, name string, c *lockConfig, start time.Time) (*Lock, error) {
-	l := &Lock{Name: name, LockedBy: m.lockedBy(c), Token: newToken()}
+	l := &Lock{Name: name, LockedBy: m.lockedBy(c), Token: newToken(), holdAtLeast: c.hold}
 	var v values
 	now, until := m.d.fill(&v, c.expires)
 	v[aName], v[aBy], v[aToken] = name, l.LockedBy, l.Token

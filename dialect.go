@@ -38,6 +38,9 @@ const (
 	aBounded        // the statement gives up lock waits after lockWaitBound (PostgreSQL; lockwait.go)
 	aAfter          // the last name of the previous page (List)
 	aLimit          // rows in a page (List)
+	aHold           // HoldAtLeast in microseconds (releaseHold)
+	aSlots          // a semaphore's number of slots (semaphore.go)
+	aMarker         // a semaphore's marker row (semaphore.go)
 	numArgs
 )
 
@@ -45,6 +48,8 @@ var argNames = map[string]argKey{
 	"name": aName, "by": aBy, "pid": aPid, "micros": aMicros, "until": aUntil,
 	"token": aToken, "fence": aFence, "now": aNow, "channel": aChannel, "old": aOld,
 	"origin": aOrigin, "lazy": aLazy, "bounded": aBounded, "after": aAfter, "limit": aLimit,
+	"hold":  aHold,
+	"slots": aSlots, "marker": aMarker,
 }
 
 // stmt is a compiled statement: SQL with ? placeholders and the values to bind.
@@ -138,6 +143,7 @@ type dialect struct {
 
 	acquire, release, releaseNotify, unlock, unlockNotify stmt
 	releaseWatched, unlockWatched                         stmt // NOTIFY only a watched name (Watcher)
+	releaseHold                                           stmt // a release that keeps the row until HoldAtLeast passes
 	// deleteCounts: the release statements return the count of deleted
 	// rows as a row (PostgreSQL) rather than as rows affected.
 	deleteCounts                               bool
@@ -150,6 +156,8 @@ type dialect struct {
 	fenceBump                                  stmt   // TiDB: raises the bucket's hwm before acquire
 	tidbNoWait, fenceBumpBounded               stmt   // TiDB: locks the name's row or gives up at once; fenceBump waiting 1 s at most
 	get                                        stmt   // one live lock
+	semaphore                                  stmt   // a semaphore's live marker and slots (semaphore.go)
+	semaphoreFree                              stmt   // a semaphore's marker and some free slots (semaphore.go)
 	columns                                    string // for SELECTs that read whole rows
 	err                                        error
 }
@@ -192,11 +200,13 @@ func (d *dialect) use(s engine.Statements) {
 	}{
 		{&d.acquire, s.Acquire}, {&d.acquireExec, s.AcquireExec}, {&d.readBack, s.ReadBack},
 		{&d.release, s.Release}, {&d.releaseNotify, s.ReleaseNotify}, {&d.releaseWatched, s.ReleaseWatched},
+		{&d.releaseHold, s.ReleaseHold},
 		{&d.unlock, s.Unlock}, {&d.unlockNotify, s.UnlockNotify}, {&d.unlockWatched, s.UnlockWatched},
 		{&d.liveFlag, s.LiveFlag}, {&d.isLocked, s.IsLocked}, {&d.get, s.Get}, {&d.list, s.List}, {&d.listAfter, s.ListAfter},
 		{&d.renewMax, s.RenewMax}, {&d.renewAdd, s.RenewAdd}, {&d.readUntil, s.ReadUntil}, {&d.casUntil, s.CasUntil},
 		{&d.clean, s.Clean}, {&d.reset, s.Reset},
 		{&d.fenceBump, s.FenceBump}, {&d.tidbNoWait, s.NoWait}, {&d.fenceBumpBounded, s.FenceBumpBounded},
+		{&d.semaphore, s.Semaphore}, {&d.semaphoreFree, s.SemaphoreFree},
 	} {
 		if c.text != "" {
 			*c.st = d.compile(c.text)

@@ -37,6 +37,9 @@ var (
 	// protocol but on which lockmgr cannot keep its guarantees (see
 	// docs/distributed-sql.md); the error says why. New returns it.
 	ErrUnsupportedEngine = errors.New("lockmgr: unsupported database engine")
+	// ErrSemaphoreSize reports a semaphore whose marker row records another
+	// number of slots than the caller's (docs/semaphores.md).
+	ErrSemaphoreSize = errors.New("lockmgr: semaphore size mismatch")
 )
 
 // LockFail is returned by SetLock with Fail() when one of the names is

@@ -41,8 +41,8 @@ func (d *dialect) addSynced() {
 	if d.kind != "mysql" || !d.srv.mariadb {
 		return
 	}
-	for _, s := range []*stmt{&d.acquire, &d.acquireExec, &d.release, &d.unlock, &d.isLocked, &d.renewMax, &d.renewAdd,
-		&d.clean, &d.reset, &d.list, &d.listAfter, &d.readBack, &d.get} {
+	for _, s := range []*stmt{&d.acquire, &d.acquireExec, &d.release, &d.releaseHold, &d.unlock, &d.isLocked, &d.renewMax, &d.renewAdd,
+		&d.clean, &d.reset, &d.list, &d.listAfter, &d.readBack, &d.get, &d.semaphore, &d.semaphoreFree} {
 		if s.sql == "" {
 			continue
 		}

@@ -24,6 +24,32 @@ type Hooks struct {
 	// OnLost follows a scope's discovery that its main lock is lost; d is
 	// how long the scope had held it.
 	OnLost func(l *Lock, d time.Duration)
+	// OnStart, for tracing, is called as each lock operation of m begins,
+	// on the caller's goroutine with the caller's context: op is "acquire"
+	// (GetLock, Do, Acquire, Scope.Lock and TryLock, waiting included),
+	// "release", "unlock", "renew", "renew_lock" or "keep_alive" (a
+	// scope's own renewal, on its context). It returns the context the
+	// operation runs on (ctx, or one derived from it: a span's) and a
+	// function, called once when the operation ends, with the lock it
+	// ended with (nil when it has none) and its error; either may be nil.
+	// m tells the table (Table) and the database (DB).
+	OnStart func(ctx context.Context, m *Manager, op, name string) (context.Context, func(l *Lock, err error))
+}
+
+// begin starts the operation op on name for Hooks.OnStart; the returned
+// end must be called once when the operation ends.
+func (m *Manager) begin(ctx context.Context, op, name string) (context.Context, func(*Lock, error)) {
+	if m.hooks.OnStart == nil {
+		return ctx, func(*Lock, error) {}
+	}
+	nctx, end := m.hooks.OnStart(ctx, m, op, name)
+	if nctx == nil {
+		nctx = ctx
+	}
+	if end == nil {
+		end = func(*Lock, error) {}
+	}
+	return nctx, end
 }
 
 // event reports one lock event to the hooks and the logger.

@@ -14,6 +14,7 @@ import (
 // It is safe for concurrent use; make one per table and share it.
 type Manager struct {
 	db        *gorm.DB // the session lock statements run on
+	given     *gorm.DB // the *gorm.DB New was given (DB)
 	d         *dialect
 	tableName string
 	owner     string
@@ -72,7 +73,7 @@ func New(db *gorm.DB, opts ...Option) (*Manager, error) {
 		return nil, err
 	}
 	m := &Manager{
-		db: session(db, d), d: d, tableName: s.table,
+		db: session(db, d), given: db, d: d, tableName: s.table,
 		owner: s.owner, logger: s.logger, hooks: s.hooks, notifier: s.notifier,
 		viaGORM: s.viaGORM || usesResolver(db), dbID: databaseID(db),
 		schema: newSchemaState(), cluster: &clusterProbe{}, notifyWarned: new(notifierWarned),
@@ -109,6 +110,11 @@ func mysqlServer(db *gorm.DB, kind string) server {
 
 // Table is the name of the Manager's lock table.
 func (m *Manager) Table() string { return m.tableName }
+
+// DB returns the *gorm.DB the Manager was made with (New's db), for tools
+// that work on the Manager's table beside it (lockmgrtest). A Manager
+// from WithTx returns its parent's, not the transaction.
+func (m *Manager) DB() *gorm.DB { return m.given }
 
 // checkDB refuses a *gorm.DB that gorm.Open did not finish: nil, a zero
 // gorm.DB{}, or the half-built one gorm.Open returns beside its error.

@@ -47,6 +47,10 @@ type Lock struct {
 	CreatedAt time.Time `gorm:"column:created_at;precision:6"`
 	// UpdatedAt is when the lock was last written (acquired or renewed).
 	UpdatedAt time.Time `gorm:"column:updated_at;precision:6"`
+
+	// holdAtLeast is the HoldAtLeast its acquisition was given, which its
+	// release honours (release.go); not a column.
+	holdAtLeast time.Duration
 }
 
 // TableName is DefaultTable; a Manager built WithTable uses its own table.

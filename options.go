@@ -144,14 +144,16 @@ const (
 	optNoRenew
 	optNoKeepAlive
 	optKeepAliveEvery
+	optHoldAtLeast
 )
 
 var optionNames = []string{"Expires", "Wait", "LockedBy", "Process", "AddTime", "Create", "NoCreate",
-	"Fail", "NoRenew", "NoKeepAlive", "KeepAliveEvery"}
+	"Fail", "NoRenew", "NoKeepAlive", "KeepAliveEvery", "HoldAtLeast"}
 
 // The options each kind of call accepts.
 const (
-	getLockOptions = optExpires | optWait | optLockedBy | optProcess
+	getLockOptions = optExpires | optWait | optLockedBy | optProcess | optHoldAtLeast
+	releaseOptions = optHoldAtLeast
 	scopeOptions   = getLockOptions | optNoKeepAlive | optKeepAliveEvery
 	renewOptions   = optExpires | optAddTime | optCreate | optLockedBy | optProcess
 	scopeRenewOpts = optExpires | optAddTime | optCreate | optNoCreate
@@ -170,6 +172,7 @@ type lockConfig struct {
 	noRenew        bool
 	noKeepAlive    bool
 	keepAliveEvery time.Duration
+	hold           time.Duration // HoldAtLeast
 	given          optionSet
 	err            error
 }
@@ -254,6 +257,26 @@ func KeepAliveEvery(d time.Duration) LockOption {
 	return func(c *lockConfig) {
 		c.check(d > 0, "KeepAliveEvery(%v) must be positive", d)
 		c.keepAliveEvery, c.given = d, c.given|optKeepAliveEvery
+	}
+}
+
+// HoldAtLeast keeps a lock held for at least d after its acquisition,
+// however early it is released (ShedLock's lockAtLeastFor): a Release, a
+// Scope's Unlock or its end before d has passed, by the database's clock
+// (the row's created_at against the database's now), leaves the lock held
+// until acquisition + d, with its token, instead of deleting it; waiters are
+// not woken for it, and take the lock once it expires. After d a release
+// deletes the row as it always does. Given to GetLock, Acquire, Do or
+// Scope.Lock, the returned lock (and its copies) remembers d for its
+// release; given to Release it applies there, in place of what the lock
+// remembers. The expiry a release sets is acquisition + d, also when the
+// lock's own expiry was sooner or later. On SQLite, whose date functions
+// work in milliseconds, the hold is rounded up to the next millisecond.
+// A negative d is ErrInvalidOption; 0 releases at once.
+func HoldAtLeast(d time.Duration) LockOption {
+	return func(c *lockConfig) {
+		c.check(d >= 0, "HoldAtLeast(%v) is negative", d)
+		c.hold, c.given = d, c.given|optHoldAtLeast
 	}
 }
 

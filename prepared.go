@@ -183,7 +183,8 @@ func interpolates(dialector gorm.Dialector) bool {
 func (d *dialect) statements() map[string]bool {
 	known := map[string]bool{}
 	for _, s := range []stmt{d.acquire, d.acquireExec, d.release, d.releaseNotify, d.unlock, d.unlockNotify,
-		d.isLocked, d.renewMax, d.renewAdd, d.clean, d.list, d.listAfter, d.readUntil, d.casUntil, d.readBack, d.get, d.fenceBump} {
+		d.isLocked, d.renewMax, d.renewAdd, d.clean, d.list, d.listAfter, d.readUntil, d.casUntil, d.readBack, d.get, d.fenceBump,
+		d.semaphore, d.semaphoreFree} {
 		if s.sql != "" {
 			known[s.sql] = true
 		}

@@ -45,28 +45,36 @@ import (
 
 // knownImports maps the package names fragments may use to their paths.
 var knownImports = map[string]string{
-	"context":    "context",
-	"errors":     "errors",
-	"fmt":        "fmt",
-	"http":       "net/http",
-	"log":        "log",
-	"os":         "os",
-	"signal":     "os/signal",
-	"slog":       "log/slog",
-	"sql":        "database/sql",
-	"strings":    "strings",
-	"sync":       "sync",
-	"time":       "time",
-	"gorm":       "gorm.io/gorm",
-	"clause":     "gorm.io/gorm/clause",
-	"logger":     "gorm.io/gorm/logger",
-	"sqlite":     "gorm.io/driver/sqlite",
-	"postgres":   "gorm.io/driver/postgres",
-	"mysql":      "gorm.io/driver/mysql",
-	"lockmgr":    "github.com/gormlock/lockmgr",
-	"pgnotify":   "github.com/gormlock/lockmgr/pgnotify",
-	"prometheus": "github.com/prometheus/client_golang/prometheus",
-	"promhttp":   "github.com/prometheus/client_golang/prometheus/promhttp",
+	"context":  "context",
+	"errors":   "errors",
+	"fmt":      "fmt",
+	"http":     "net/http",
+	"log":      "log",
+	"os":       "os",
+	"signal":   "os/signal",
+	"slog":     "log/slog",
+	"sql":      "database/sql",
+	"strings":  "strings",
+	"sync":     "sync",
+	"time":     "time",
+	"gorm":     "gorm.io/gorm",
+	"clause":   "gorm.io/gorm/clause",
+	"logger":   "gorm.io/gorm/logger",
+	"sqlite":   "gorm.io/driver/sqlite",
+	"postgres": "gorm.io/driver/postgres",
+	"mysql":    "gorm.io/driver/mysql",
+	"lockmgr":  "github.com/gormlock/lockmgr",
+	"pgnotify": "github.com/gormlock/lockmgr/pgnotify",
+	// Modules of the workspace, which the docs module sees through go.work.
+	"gocronlock":  "github.com/gormlock/lockmgr/gocronlock",
+	"gocron":      "github.com/go-co-op/gocron/v2",
+	"lockmgrtest": "github.com/gormlock/lockmgr/lockmgrtest",
+	"otellockmgr": "github.com/gormlock/lockmgr/otellockmgr",
+	"otel":        "go.opentelemetry.io/otel",
+	"sdktrace":    "go.opentelemetry.io/otel/sdk/trace",
+	"testing":     "testing",
+	"prometheus":  "github.com/prometheus/client_golang/prometheus",
+	"promhttp":    "github.com/prometheus/client_golang/prometheus/promhttp",
 }
 
 // preamble names the variables every fragment may use, and their types.
@@ -276,7 +284,12 @@ func assemble(code, body string, bodyLead int, declared map[string]bool) ([]byte
 	}
 	paths := map[string]bool{}
 	for _, pkg := range used {
-		paths[strconv.Quote(knownImports[pkg])] = true
+		p := knownImports[pkg]
+		if p[strings.LastIndex(p, "/")+1:] != pkg { // a name that is not the path's: sdktrace
+			paths[pkg+" "+strconv.Quote(p)] = true
+			continue
+		}
+		paths[strconv.Quote(p)] = true
 	}
 	imports := make([]string, 0, len(paths))
 	for p := range paths {

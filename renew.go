@@ -16,10 +16,12 @@ import (
 // (ErrLocked if someone else holds it). A Lock with an empty Token (as
 // django-lockmgr's rows have) is held by nobody's token: ErrNotHeld, before
 // any SQL. The returned Lock is a new snapshot.
-func (m *Manager) Renew(ctx context.Context, l *Lock, opts ...LockOption) (*Lock, error) {
+func (m *Manager) Renew(ctx context.Context, l *Lock, opts ...LockOption) (nl *Lock, err error) {
 	if err := validateLock(l); err != nil {
 		return nil, err
 	}
+	ctx, end := m.begin(ctx, "renew", l.Name)
+	defer func() { end(nl, err) }()
 	if err := checkContext(ctx); err != nil {
 		return nil, err
 	}
@@ -30,7 +32,6 @@ func (m *Manager) Renew(ctx context.Context, l *Lock, opts ...LockOption) (*Lock
 	// An empty token is nobody's: rows django-lockmgr wrote have one, and
 	// renewing by it would extend whatever Django holds.
 	err = fmt.Errorf("%w: lock %q has no token", ErrNotHeld, l.Name)
-	var nl *Lock
 	if l.Token != "" {
 		nl, err = m.renewToken(ctx, l, &c)
 	}
@@ -49,6 +50,7 @@ func (m *Manager) recreate(ctx context.Context, l *Lock, c *lockConfig) (*Lock, 
 	if c.process == nil && l.LockProcess != nil {
 		c.process = l.LockProcess
 	}
+	c.hold = l.holdAtLeast // a main lock taken anew keeps its HoldAtLeast
 	return m.tryAcquire(ctx, l.Name, c, time.Now())
 }
 
@@ -154,12 +156,13 @@ func addExpiry(old string, expires time.Duration) (any, error) {
 // now+Expires), or with AddTime to current+Expires. An absent or expired
 // lock gives ErrLockNotFound, unless Create is given: then it is created
 // for Expires from now.
-func (m *Manager) RenewLock(ctx context.Context, name string, opts ...LockOption) (*Lock, error) {
+func (m *Manager) RenewLock(ctx context.Context, name string, opts ...LockOption) (out *Lock, err error) {
 	c, err := prepare(ctx, "RenewLock", renewOptions, name, opts)
 	if err != nil {
 		return nil, err
 	}
-	var out *Lock
+	ctx, end := m.begin(ctx, "renew_lock", name)
+	defer func() { end(out, err) }()
 	err = m.patiently(ctx, func() error {
 		return m.retrying(ctx, func() error { // a transaction the database rolled back is retried whole
 			if err := ctx.Err(); err != nil {

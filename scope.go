@@ -105,6 +105,7 @@ func (m *Manager) Acquire(ctx context.Context, name string, opts ...LockOption) 
 	s := &Scope{m: m, defaults: c, parent: ctx, main: l, held: map[string]*held{}, start: sent, epoch: sent,
 		nudge: make(chan struct{}, 1), tendDone: make(chan struct{})}
 	s.defaults.lockedBy, s.defaults.process = &l.LockedBy, l.LockProcess
+	s.defaults.hold = 0 // HoldAtLeast is the main lock's own (l remembers it), not the scope's other locks'
 	inner, cancel := context.WithCancelCause(ctx)
 	s.ctx, s.cancel = &leaseCtx{Context: inner, s: s}, cancel
 	s.held[name] = newHeld(l, sent, &c)

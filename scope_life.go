@@ -144,7 +144,9 @@ func (s *Scope) errands(now time.Time) (todo []errand, wait time.Duration) {
 func (s *Scope) renewOne(e errand) (stop bool) {
 	sent := time.Now()
 	rctx, cancel := context.WithDeadline(s.tendCtx, e.lostAt)
+	rctx, end := s.m.begin(rctx, "keep_alive", e.name)
 	nl, err := s.m.renewToken(rctx, e.lock, &lockConfig{expires: e.h.expires})
+	end(nl, err)
 	cancel()
 	switch {
 	case err == nil:

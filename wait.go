@@ -20,9 +20,11 @@ var (
 // acquire is tryAcquire, retried while the name is held and c.wait allows.
 // It also returns when the winning attempt was sent: the lock lasts at
 // least until then plus its expiry, by this process's monotonic clock.
-func (m *Manager) acquire(ctx context.Context, name string, c *lockConfig) (*Lock, time.Time, error) {
+func (m *Manager) acquire(ctx context.Context, name string, c *lockConfig) (l *Lock, sent time.Time, err error) {
+	ctx, end := m.begin(ctx, "acquire", name)
+	defer func() { end(l, err) }()
 	start := time.Now()
-	l, err := m.tryAcquire(ctx, name, c, start)
+	l, err = m.tryAcquire(ctx, name, c, start)
 	if c.wait <= 0 || !m.waitable(err) {
 		return l, start, err
 	}

@@ -23,10 +23,10 @@ import (
 const envNested = "LOCKMGR_TEST_NESTED"
 
 // TestWorkspaceModules runs the tests of the workspace's other modules —
-// the CLI, the examples and the reliability tests, kept apart so that the
-// library's users do not inherit their dependencies — so that `go test
-// ./...` at the root of a checkout runs every test: the ./... pattern stops
-// at a nested go.mod. The nested run gets this run's -race, -count, -short
+// the CLI, the examples, lockmgrtest, otellockmgr and the reliability
+// tests, kept apart so that the library's users do not inherit their
+// dependencies — so that `go test ./...` at the root of a checkout runs
+// every test: the ./... pattern stops at a nested go.mod. The nested run gets this run's -race, -count, -short
 // and -timeout; its package lines show among this run's (see packageLines).
 func TestWorkspaceModules(t *testing.T) {
 	if os.Getenv(envNested) == "0" {

@@ -7,8 +7,14 @@ go 1.25.0
 
 replace github.com/gormlock/lockmgr => ..
 
+replace github.com/gormlock/lockmgr/gocronlock => ../gocronlock
+
 require (
+	github.com/go-co-op/gocron/v2 v2.19.1
+	github.com/google/uuid v1.6.0
 	github.com/gormlock/lockmgr v0.0.0-00010101000000-000000000000
+	github.com/gormlock/lockmgr/gocronlock v0.0.0-00010101000000-000000000000
+	github.com/jonboulle/clockwork v0.5.0
 	github.com/prometheus/client_golang v1.24.1
 	github.com/stretchr/testify v1.12.1
 	gorm.io/gorm v1.31.2
@@ -30,6 +36,7 @@ require (
 	github.com/prometheus/client_model v0.6.2 // indirect
 	github.com/prometheus/common v0.70.1 // indirect
 	github.com/prometheus/procfs v0.21.1 // indirect
+	github.com/robfig/cron/v3 v3.0.1 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/sync v0.22.0 // indirect
 	golang.org/x/sys v0.47.0 // indirect

@@ -16,10 +16,11 @@ const (
 // childRoles maps a role to the function a worker process runs; its
 // return value is the process's exit code.
 var childRoles = map[string]func(config string) int{
-	"torture":  runTortureChild,
-	"crash":    runCrashChild,
-	"shutdown": runShutdownChild,
-	"election": runElectionChild,
+	"torture":   runTortureChild,
+	"crash":     runCrashChild,
+	"shutdown":  runShutdownChild,
+	"election":  runElectionChild,
+	"semaphore": runSemaphoreChild,
 }
 
 func TestMain(m *testing.M) {

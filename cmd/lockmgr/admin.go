@@ -2,30 +2,47 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
+	"github.com/gormlock/lockmgr"
 	"github.com/spf13/cobra"
 )
 
-// clearCommand builds "lockmgr clear".
-func (a *app) clearCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "clear NAME...",
-		Short: "Remove locks by name, whoever holds them",
-		Long: `clear removes each NAME's lock, whoever holds it and whether or not it has
+// clearLong is clear's help.
+const clearLong = `clear removes each NAME's lock, whoever holds it and whether or not it has
 expired, as django-lockmgr's clear_lock does. A NAME that is not locked is
 fine. A program still running under a cleared lock is not told; one that
 uses a lockmgr scope (or 'lockmgr run') notices at its next renewal.
 
+A semaphore's slot is a lock of its own: 'lockmgr clear NAME#2' frees slot
+2 of semaphore NAME. With --semaphore, each NAME is a semaphore: every
+live slot and its size marker are removed, after which the next
+acquisition sets its size again (docs/semaphores.md).
+
 OUTPUT
   Per NAME:
     Releasing lock NAME...
-    Lock NAME has been removed (if it exists).`,
+    Lock NAME has been removed (if it exists).
+  With --semaphore, per NAME:
+    Clearing semaphore NAME...
+    Semaphore NAME: 3 locks removed.`
+
+// clearCommand builds "lockmgr clear".
+func (a *app) clearCommand() *cobra.Command {
+	var semaphore bool
+	cmd := &cobra.Command{
+		Use:   "clear [--semaphore] NAME...",
+		Short: "Remove locks by name, whoever holds them",
+		Long:  clearLong,
 		Example: `  lockmgr clear deploy
-  lockmgr clear invoice:41 invoice:42 invoice:43`,
+  lockmgr clear invoice:41 invoice:42 invoice:43
+  lockmgr clear 'exports#2'
+  lockmgr clear --semaphore exports`,
 		Args: a.minArgs(1, "at least one lock NAME"),
 		RunE: func(cmd *cobra.Command, names []string) error {
 			if err := validateNames(names); err != nil {
@@ -36,15 +53,39 @@ OUTPUT
 				return err
 			}
 			for _, name := range names {
-				fmt.Fprintf(a.stdout, "Releasing lock %s...\n", name)
-				if err := m.Unlock(cmd.Context(), name); err != nil {
-					return fmt.Errorf("clearing lock %q: %w", name, err)
+				if semaphore {
+					err = a.clearSemaphore(cmd.Context(), m, name)
+				} else {
+					err = a.clearLock(cmd.Context(), m, name)
 				}
-				fmt.Fprintf(a.stdout, "Lock %s has been removed (if it exists).\n", name)
+				if err != nil {
+					return err
+				}
 			}
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&semaphore, "semaphore", false, "each NAME is a semaphore: remove all its slots and its size marker")
+	return cmd
+}
+
+func (a *app) clearLock(ctx context.Context, m *lockmgr.Manager, name string) error {
+	fmt.Fprintf(a.stdout, "Releasing lock %s...\n", name)
+	if err := m.Unlock(ctx, name); err != nil {
+		return fmt.Errorf("clearing lock %q: %w", name, err)
+	}
+	fmt.Fprintf(a.stdout, "Lock %s has been removed (if it exists).\n", name)
+	return nil
+}
+
+func (a *app) clearSemaphore(ctx context.Context, m *lockmgr.Manager, name string) error {
+	fmt.Fprintf(a.stdout, "Clearing semaphore %s...\n", name)
+	n, err := m.ClearSemaphore(ctx, name)
+	if err != nil {
+		return fmt.Errorf("clearing semaphore %q: %w", name, err)
+	}
+	fmt.Fprintf(a.stdout, "Semaphore %s: %s removed.\n", name, plural(int64(n), "lock"))
+	return nil
 }
 
 // resetPrompt is django-lockmgr's reset_locks question.
@@ -85,7 +126,7 @@ OUTPUT
 				return fmt.Errorf("listing locks: %w", err)
 			}
 			fmt.Fprintf(a.stdout, "WARNING: you are about to delete ALL locks in table %q of %s.\n\n", t.Table, t.DB)
-			writeLockList(a.stdout, fmt.Sprintf("The following %d active locks would be removed (expired rows go too):", len(locks)), locks)
+			writeLockList(a.stdout, fmt.Sprintf("The following %d active locks would be removed (expired rows go too):", len(locks)), locks, time.Now())
 			if !force {
 				if err := a.confirm(); err != nil {
 					return err

@@ -102,8 +102,8 @@ func TestSetAndList(t *testing.T) {
 		require.Len(t, lines, 6, "header, rule, a, b, rule, empty")
 		assert.Equal(t, fmt.Sprintf("There are currently 2 active locks using table %q", c.table), lines[0])
 		assert.Equal(t, strings.Repeat("=", 57), lines[1])
-		assert.Regexp(t, `^<Lock name='a' locked_by='ops' lock_process='4242' locked_until='`+untilRE+`'>  \(expires in (59s|1m0s)\)$`, lines[2])
-		assert.Regexp(t, `^<Lock name='b' locked_by='ops' lock_process='4242' locked_until='`+untilRE+`'>  \(expires in (59s|1m0s)\)$`, lines[3])
+		assert.Regexp(t, `^<Lock name='a' locked_by='ops' lock_process='4242' locked_until='`+untilRE+`'>  \(expires in (59s|1m0s); taken `+untilRE+`, held (<1s|\d+s), fence \d+\)$`, lines[2])
+		assert.Regexp(t, `^<Lock name='b' locked_by='ops' lock_process='4242' locked_until='`+untilRE+`'>  \(expires in (59s|1m0s); taken `+untilRE+`, held (<1s|\d+s), fence \d+\)$`, lines[3])
 		assert.Equal(t, lines[1], lines[4])
 
 		locks := c.listJSON()
@@ -151,7 +151,7 @@ func TestSetNoTimeout(t *testing.T) {
 	eachDB(t, func(t *testing.T, c *cli) {
 		out := c.ok("set", "forever", "-k", "-t", "5")
 		assert.Regexp(t, `(?m)^    forever +NO +YES +create +never$`, out)
-		assert.Regexp(t, `(?m)^<Lock name='forever' locked_by='[^']*' lock_process='None' locked_until='None'>  \(never expires\)$`, c.ok("list"))
+		assert.Regexp(t, `(?m)^<Lock name='forever' locked_by='[^']*' lock_process='None' locked_until='None'>  \(never expires; taken `+untilRE+`, held (<1s|\d+s), fence \d+\)$`, c.ok("list"))
 		l := c.listJSON()["forever"]
 		assert.Nil(t, l.LockedUntil)
 		assert.Nil(t, l.ExpiresSeconds)

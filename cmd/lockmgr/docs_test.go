@@ -44,6 +44,10 @@ var docScenarios = []docScenario{
 		c.ok("set", "deploy", "--locked-by", "web1", "--process-id", "4242", "-t", "10m")
 		c.ok("set", "maintenance", "-k", "--locked-by", "alice")
 	}, []string{"list"}},
+	{"explain a held lock", func(t *testing.T, c *cli) {
+		c.ok("migrate")
+		c.ok("set", "deploy", "--locked-by", "web1", "--process-id", "4242", "-t", "10m")
+	}, []string{"explain", "deploy"}},
 	{"held by alice", func(t *testing.T, c *cli) {
 		c.ok("migrate")
 		c.ok("set", "deploy", "--locked-by", "alice", "-t", "10m")
@@ -58,6 +62,10 @@ var docNormal = []struct {
 }{
 	{regexp.MustCompile(`\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{1,6})?\+00:00`), "TIME"},
 	{regexp.MustCompile(`expires in (<1s|[\dhms.]+)`), "expires in DURATION"},
+	{regexp.MustCompile(`held (<1s|[\dhms.]+)`), "held DURATION"},
+	{regexp.MustCompile(`fence:? +\d+`), "fence N"},
+	{regexp.MustCompile(`token [0-9a-f]{8}`), "token TOKEN"},
+	{regexp.MustCompile(`for (<1s|[\dhms.]+) more`), "for DURATION more"},
 	{regexp.MustCompile(`(?m)^\tbuild\t.*\n`), ""}, // a binary built in a checkout
 	{regexp.MustCompile(`\t(h1:\S+|=>.*)`), ""},
 	{regexp.MustCompile(`\bgo1\.\d+(\.\d+)?\S*`), "GO"},

@@ -32,11 +32,15 @@ func processText(pid *int64) string {
 
 // leftText says how long l has left: "expires in 9m59s", "never expires"
 // or "expired".
-func leftText(l *lockmgr.Lock) string {
-	d, expires := l.ExpiresIn()
-	switch {
-	case !expires:
+func leftText(l *lockmgr.Lock) string { return leftTextAt(l, time.Now()) }
+
+// leftTextAt is leftText by the clock reading now (the database's, where
+// the caller has it).
+func leftTextAt(l *lockmgr.Lock, now time.Time) string {
+	if l.LockedUntil == nil {
 		return "never expires"
+	}
+	switch d := l.LockedUntil.Sub(now); {
 	case d <= 0:
 		return "expired"
 	case d < time.Second:
@@ -60,6 +64,24 @@ func holderText(l *lockmgr.Lock) string {
 	return b.String() + " (" + leftText(l) + ")"
 }
 
+// heldText says how long l has been held at now, its fence and when it
+// was taken: "taken 2025-06-01 12:00:00+00:00, held 5s, fence 7".
+func heldText(l *lockmgr.Lock, now time.Time) string {
+	return fmt.Sprintf("taken %s, held %s, fence %d", lockmgr.FormatTime(&l.CreatedAt), roundDur(now.Sub(l.CreatedAt)), l.Fence)
+}
+
+// roundDur is d to the second, "<1s" below one, "0s" when negative (a
+// client clock a little ahead).
+func roundDur(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "0s"
+	case d < time.Second:
+		return "<1s"
+	}
+	return d.Round(time.Second).String()
+}
+
 // lockJSON is the --json form of a lock. The owner token is left out: it
 // is what lets a holder release its lock.
 type lockJSON struct {
@@ -71,10 +93,14 @@ type lockJSON struct {
 	Fence          int64      `json:"fence"`
 	CreatedAt      time.Time  `json:"created_at"`
 	UpdatedAt      time.Time  `json:"updated_at"`
+	HeldSeconds    int64      `json:"held_seconds"`
 }
 
 // newLockJSON converts l; nil gives nil.
-func newLockJSON(l *lockmgr.Lock) *lockJSON {
+func newLockJSON(l *lockmgr.Lock) *lockJSON { return newLockJSONAt(l, time.Now()) }
+
+// newLockJSONAt converts l, judging its time left and held by now.
+func newLockJSONAt(l *lockmgr.Lock, now time.Time) *lockJSON {
 	if l == nil {
 		return nil
 	}
@@ -85,13 +111,14 @@ func newLockJSON(l *lockmgr.Lock) *lockJSON {
 		Fence:       l.Fence,
 		CreatedAt:   l.CreatedAt.UTC(),
 		UpdatedAt:   l.UpdatedAt.UTC(),
+		HeldSeconds: max(int64(now.Sub(l.CreatedAt)/time.Second), 0),
 	}
 	if l.LockedUntil != nil {
 		u := l.LockedUntil.UTC()
 		v.LockedUntil = &u
 	}
-	if d, ok := l.ExpiresIn(); ok {
-		secs := int64(d / time.Second)
+	if l.LockedUntil != nil {
+		secs := int64(l.LockedUntil.Sub(now) / time.Second)
 		v.ExpiresSeconds = &secs
 	}
 	return v

@@ -1,6 +1,7 @@
 // Command lockmgr is the admin CLI of the lockmgr library: it lists, sets,
 // clears, resets and cleans the locks in a lockmgr (or django-lockmgr)
-// table, creates that table, and runs a command only while holding a lock.
+// table, creates that table, runs a command only while holding a lock,
+// explains one lock, watches them live and serves metrics and a web page.
 //
 // Run "lockmgr --help" for the full manual.
 package main

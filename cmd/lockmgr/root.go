@@ -40,14 +40,17 @@ type app struct {
 	connectTimeout durationFlag
 	debug          bool
 
-	started bool    // a command's RunE began: errors from here on are not usage errors
-	sqlDB   *sql.DB // closed by close
+	started bool     // a command's RunE began: errors from here on are not usage errors
+	sqlDB   *sql.DB  // closed by close
+	gdb     *gorm.DB // the connected database, once manager has run
 }
 
 const rootLong = `lockmgr manages the named, expiring locks that the lockmgr Go library and
 django-lockmgr keep in one database table. It lists, sets, clears, resets
 and cleans them, creates the table, and runs a command only while it holds
-a lock: flock(1) for a whole fleet of hosts that share a database.
+a lock: flock(1) for a whole fleet of hosts that share a database. It also
+explains one lock (who holds it, who waits, why GetLock would fail), watches
+them live (list --watch) and serves Prometheus metrics and a web page (serve).
 
 A lock is a row: a name, who holds it (locked_by, the hostname by default),
 the holder's process id (lock_process) and when it expires (locked_until,
@@ -122,7 +125,7 @@ func (a *app) rootCommand() *cobra.Command {
 	pf.Var(&a.connectTimeout, "connect-timeout", "give up connecting to the database after this long")
 	pf.BoolVar(&a.debug, "debug", false, "log every SQL statement, and lockmgr's lock events, on stderr")
 	root.AddCommand(a.listCommand(), a.setCommand(), a.clearCommand(), a.resetCommand(),
-		a.cleanCommand(), a.migrateCommand(), a.runCommand())
+		a.cleanCommand(), a.migrateCommand(), a.runCommand(), a.explainCommand(), a.serveCommand())
 	a.addVersion(root)
 	return root
 }
@@ -200,6 +203,7 @@ func (a *app) manager(ctx context.Context, forMigrate bool) (*lockmgr.Manager, t
 	if err != nil {
 		return nil, t, err
 	}
+	a.gdb = db
 	opts := []lockmgr.Option{lockmgr.WithTable(table)}
 	if a.debug { // the lock statements too, through GORM's logger, and lockmgr's events
 		opts = append(opts, lockmgr.WithGORMCallbacks(),

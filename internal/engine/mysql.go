@@ -115,6 +115,15 @@ func (e MySQL) Statements(t Table) Statements {
 		// own, makes the statement safe for statement-based replication.
 		Clean: t.sql(`DELETE FROM {table} WHERE locked_until <= UTC_TIMESTAMP(6) ORDER BY locked_until, name LIMIT @limit`),
 		Reset: t.sql(`DELETE FROM {table} WHERE true`),
+		ReleaseHold: t.sql(`UPDATE {table} SET locked_until = ` + myHeldUntil + `, updated_at = UTC_TIMESTAMP(6)
+			WHERE name = @name AND token = @token AND ` + myHeldUntil + ` > UTC_TIMESTAMP(6)`),
+		Semaphore: t.sql(`SELECT ` + myColumns + ` FROM {table}
+			WHERE (name IN (WITH RECURSIVE g (i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM g WHERE i + 1 < @slots)
+				SELECT CONCAT(@name, '#', i) FROM g) OR name = @marker) AND ` + myLive),
+		SemaphoreFree: t.sql(`SELECT -1, COALESCE(locked_by, '') FROM {table} WHERE name = @marker AND ` + myLive + `
+			UNION ALL SELECT i, '' FROM (WITH RECURSIVE g (i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM g WHERE i + 1 < @slots)
+				SELECT i FROM g WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE name = CONCAT(@name, '#', g.i) AND ` + myLive + `)
+				ORDER BY RAND() LIMIT @limit) f`),
 	}
 	if e.Returning {
 		s.AcquireExec = t.sql(e.acquire(false))
@@ -164,6 +173,9 @@ func (e MySQL) acquire(returning bool) string {
 // the table was on TiDB.
 const tidbFenceBump = `{fences} SET hwm = GREATEST(hwm + 1, TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6)))
 	WHERE id = CRC32(@name) % {buckets}`
+
+// myHeldUntil is the end of a HoldAtLeast: the acquisition plus @hold.
+const myHeldUntil = `DATE_ADD(created_at, INTERVAL @hold MICROSECOND)`
 
 // myRenew is the owner-checked renewal to the expiry extended, never
 // shortening a lock and keeping a never-expiring one so; a renewal with no

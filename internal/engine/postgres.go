@@ -93,6 +93,16 @@ func (Postgres) Statements(t Table) Statements {
 			DELETE FROM {table} WHERE name = ANY(ARRAY(SELECT name FROM {table} WHERE locked_until <= statement_timestamp() AND ` + pgBound + `
 				LIMIT @limit FOR UPDATE SKIP LOCKED))`),
 		Reset: t.sql(`DELETE FROM {table} WHERE true AND ` + pgBound),
+		ReleaseHold: t.sql(`
+			UPDATE {table} SET locked_until = ` + pgHeldUntil + `, updated_at = statement_timestamp()
+			WHERE name = @name AND token = @token AND ` + pgHeldUntil + ` > statement_timestamp() AND ` + pgBound),
+		Semaphore: t.sql(`SELECT ` + pgColumns + ` FROM {table}
+			WHERE name = ANY(ARRAY(SELECT @name::text || '#' || g FROM generate_series(0, @slots::int - 1) g) || @marker::text)
+			AND ` + pgLive),
+		SemaphoreFree: t.sql(`SELECT -1, COALESCE(locked_by, '') FROM {table} WHERE name = @marker::text AND ` + pgLive + `
+			UNION ALL (SELECT g, '' FROM generate_series(0, @slots::int - 1) g
+				WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE name = @name::text || '#' || g AND ` + pgLive + `)
+				ORDER BY random() LIMIT @limit)`),
 	}
 	own, named := `name = @name AND token = @token AND `+pgBound, `name = @name AND `+pgBound
 	s.Release, s.ReleaseNotify, s.ReleaseWatched = t.sql(pgDelete(own, "")), t.sql(pgDelete(own, pgNotifyAlways)),
@@ -102,6 +112,9 @@ func (Postgres) Statements(t Table) Statements {
 	t.clientAddTime(&s)
 	return s
 }
+
+// pgHeldUntil is the end of a HoldAtLeast: the acquisition plus @hold.
+const pgHeldUntil = `created_at + @hold::bigint * interval '1 microsecond'`
 
 // pgRenew is the owner-checked renewal to the expiry extended: never
 // shortening a lock and keeping a never-expiring one so (∞ + d = ∞); a

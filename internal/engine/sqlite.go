@@ -46,6 +46,13 @@ func (SQLite) SchemaShaped(err error) bool {
 	return containsAny(err.Error(), "no such table", "no such column", "has no column named", "ON CONFLICT clause does not match")
 }
 
+// sqliteHeldUntil is the end of a HoldAtLeast, the acquisition plus
+// @hold microseconds, as UTC text. SQLite's date functions work in whole
+// milliseconds (and round created_at's microseconds to the nearest one),
+// so the hold is rounded up to a millisecond and one more is added: the
+// lock is held at least as long as asked.
+const sqliteHeldUntil = `(strftime('%Y-%m-%d %H:%M:%f', created_at, '+' || (((@hold + 1999) / 1000) / 1000.0) || ' seconds') || '000')`
+
 // sqliteColumns reads times as the text they are stored as.
 const sqliteColumns = `name, COALESCE(locked_by, ''), lock_process, locked_until, token, fence, created_at, updated_at`
 
@@ -90,6 +97,15 @@ func (SQLite) Statements(t Table) Statements {
 		// By name, not rowid: a table may be WITHOUT ROWID.
 		Clean: t.sql(`DELETE FROM {table} WHERE name IN (SELECT name FROM {table} WHERE locked_until <= @now LIMIT @limit)`),
 		Reset: t.sql(`DELETE FROM {table} WHERE true`),
+		ReleaseHold: t.sql(`UPDATE {table} SET locked_until = ` + sqliteHeldUntil + `, updated_at = @now
+			WHERE name = @name AND token = @token AND ` + sqliteHeldUntil + ` > @now`),
+		Semaphore: t.sql(`SELECT ` + sqliteColumns + ` FROM {table}
+			WHERE (name IN (WITH RECURSIVE g (i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM g WHERE i + 1 < @slots)
+				SELECT @name || '#' || i FROM g) OR name = @marker) AND ` + sqliteLive),
+		SemaphoreFree: t.sql(`SELECT -1, COALESCE(locked_by, '') FROM {table} WHERE name = @marker AND ` + sqliteLive + `
+			UNION ALL SELECT i, '' FROM (WITH RECURSIVE g (i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM g WHERE i + 1 < @slots)
+				SELECT i FROM g WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE name = @name || '#' || g.i AND ` + sqliteLive + `)
+				ORDER BY random() LIMIT @limit)`),
 	}
 	t.clientAddTime(&s)
 	return s

@@ -17,6 +17,12 @@ type Statements struct {
 	// Watcher waits for the name).
 	Release, ReleaseNotify, ReleaseWatched string
 	Unlock, UnlockNotify, UnlockWatched    string
+	// ReleaseHold is a release under HoldAtLeast: while the row's
+	// acquisition (created_at) plus @hold microseconds is still to come by
+	// the database's clock, it keeps the row held by @token until then,
+	// changing its expiry; otherwise it changes nothing, and Release
+	// deletes it.
+	ReleaseHold string
 	// ReleaseCounts: Release and Unlock return the count of rows they
 	// deleted as a row, not as rows affected.
 	ReleaseCounts bool
@@ -32,6 +38,15 @@ type Statements struct {
 	// CasUntil are AddTime done in the client: the expiry read, and
 	// written back only if unchanged.
 	RenewMax, RenewAdd, ReadUntil, CasUntil string
+
+	// Semaphore reads the live rows of a semaphore: its marker row
+	// (@marker) and its slots, the names @name#0 … @name#(@slots-1), each
+	// found through the primary key.
+	Semaphore string
+	// SemaphoreFree reads what an acquisition needs of a semaphore: the
+	// live marker's locked_by, as the row (-1, locked_by), then up to
+	// @limit free slots (no live row), as rows (i, ''), in random order.
+	SemaphoreFree string
 
 	Clean string // deletes up to @limit expired rows
 	Reset string // deletes every row
