@@ -174,11 +174,13 @@ func (s *Scope) lose(name string, l *Lock, why error) {
 		s.mu.Unlock()
 		return
 	}
+	// Cancel before the lock leaves held: a check of the context (scope_ctx.go)
+	// in between would find no deadline and a context not yet done.
+	s.cancel(fmt.Errorf("%w: %q", ErrLockLost, name))
 	delete(s.held, name)
 	s.resetSafe()
 	s.lost = append(s.lost, name)
 	s.mu.Unlock()
-	s.cancel(fmt.Errorf("%w: %q", ErrLockLost, name))
 	s.m.warn(s.ctx, "lockmgr: lock lost", name, why)
 	if s.m.hooks.OnLost != nil {
 		s.m.hooks.OnLost(l, time.Since(s.start))
@@ -201,12 +203,12 @@ func (s *Scope) close() error {
 	s.mu.Lock()
 	s.closed = true
 	held, lost, mainName := s.held, slices.Clone(s.lost), s.main.Name
+	s.cancel(context.Canceled) // before the locks leave held, as in lose
 	s.held = nil
 	s.safeUntil.Store(noDeadline)
 	s.mu.Unlock()
 	s.stopTend()
 	<-s.tendDone
-	defer s.cancel(context.Canceled)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.parent), s.m.release)
 	defer cancel()
 	var errs []error
