@@ -40,3 +40,34 @@ func TestGuardSpans(t *testing.T) {
 		assert.Equal(t, []string{"ok", "not_held"}, outcomes)
 	})
 }
+
+// TestTermSpan: an election's term has its span, a child of Run's
+// context, from the win until the release, with the term's fence.
+func TestTermSpan(t *testing.T) {
+	eachDB(t, func(t *testing.T, nm newManager, systems []string) {
+		tel := newTelemetry(t)
+		m := nm(tel.option())
+		e, err := lockmgr.NewElection(m, "a")
+		require.NoError(t, err)
+		ctx, parent := tel.tp.Tracer("test").Start(context.Background(), "member")
+		ctx, cancel := context.WithCancel(ctx)
+		var fence int64
+		err = e.Run(ctx, func(lctx context.Context, term lockmgr.Term) error {
+			fence = term.Fence
+			cancel()
+			<-lctx.Done()
+			return nil
+		})
+		require.ErrorIs(t, err, context.Canceled)
+		parent.End()
+
+		var terms int
+		for _, s := range tel.spans.GetSpans() {
+			if a := attrs(s); a[otellockmgr.AttrOperation].AsString() == "term" {
+				checkSpan(t, s, parent.SpanContext(), m.Table(), systems, "term", "ok", fence)
+				terms++
+			}
+		}
+		assert.Equal(t, 1, terms)
+	})
+}
