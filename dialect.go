@@ -120,6 +120,7 @@ type dialect struct {
 	get                                                   stmt   // one live lock
 	semaphore                                             stmt   // a semaphore's live marker and slots (semaphore.go)
 	semaphoreFree                                         stmt   // a semaphore's marker and some free slots (semaphore.go)
+	guard, guardMiss                                      stmt   // Manager.Guard's write, and its reading of a miss (guard.go)
 	columns                                               string // for SELECTs that read whole rows
 	byKey                                                 [engine.NumStmts]*stmt
 	err                                                   error
@@ -165,6 +166,7 @@ func (d *dialect) use(s engine.Statements) {
 		{engine.StFenceBumpBounded, &d.fenceBumpBounded, s.FenceBumpBounded},
 		{engine.StReleaseHold, &d.releaseHold, s.ReleaseHold},
 		{engine.StSemaphore, &d.semaphore, s.Semaphore}, {engine.StSemaphoreFree, &d.semaphoreFree, s.SemaphoreFree},
+		{engine.StGuard, &d.guard, s.Guard}, {engine.StGuardMiss, &d.guardMiss, s.GuardMiss},
 	} {
 		d.byKey[c.key] = c.st
 		if c.text != "" {

@@ -72,7 +72,17 @@
 // cancelled with cause [ErrLockLost]. A scope may take further locks
 // ([Scope.Lock], [Scope.TryLock], [Scope.Unlock]) and releases all of them
 // when it ends, however it ends; [Scope.Renew] renews its main lock as
-// django-lockmgr's LockMgr.renew does.
+// django-lockmgr's LockMgr.renew does. The context's Err and Done check
+// the lease's safe deadline themselves, so a process resumed from a pause
+// past it sees the context done at its first check.
+//
+// # Leader election
+//
+// [NewElection] makes a member of an election held on one lock: [Election.Run]
+// campaigns and calls a lead function with a [Term] (its fence grows term
+// by term) and a context cancelled the moment leadership is in doubt;
+// [Election.Leader] and [Election.Observe] tell any process who leads, and
+// [Election.Resign] hands over at once (docs/leadership.md).
 //
 // # Lock options
 //

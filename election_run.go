@@ -103,6 +103,8 @@ func (e *Election) serve(s *Scope, lead func(ctx context.Context, t Term) error)
 	e.term = ts
 	e.mu.Unlock()
 	observers.nudge(e.key())
+	_, end := e.m.begin(s.parent, "term", e.name) // a span of the term, not lead's context: see Scope.Context
+	defer func() { end(main, err) }()
 	defer func() {
 		r := recover()
 		if cerr := s.Close(); cerr != nil && !errors.Is(cerr, ErrLockLost) {

@@ -27,8 +27,12 @@ type Hooks struct {
 	// OnStart, for tracing, is called as each lock operation of m begins,
 	// on the caller's goroutine with the caller's context: op is "acquire"
 	// (GetLock, Do, Acquire, Scope.Lock and TryLock, waiting included),
-	// "release", "unlock", "renew", "renew_lock" or "keep_alive" (a
-	// scope's own renewal, on its context). It returns the context the
+	// "release", "unlock", "renew", "renew_lock", "keep_alive" (a
+	// scope's own renewal, on its context), "guard" (Guard, and the
+	// guard that Scope.Transaction runs, on the caller's transaction) or
+	// "term" (an Election's term, from its win until its release, on
+	// Run's context; lead's context is the scope's own, not the one
+	// OnStart returns). It returns the context the
 	// operation runs on (ctx, or one derived from it: a span's) and a
 	// function, called once when the operation ends, with the lock it
 	// ended with (nil when it has none) and its error; either may be nil.

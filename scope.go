@@ -52,6 +52,9 @@ type held struct {
 	expires  time.Duration // what a keep-alive renewal asks for
 	every    time.Duration // how often it is renewed; 0: never (NoKeepAlive)
 	next     time.Time     // when it is renewed next
+	// guards counts the open Scope.Transactions guarding the lock (guard.go):
+	// their transaction holds its row, so the keep-alive leaves it alone.
+	guards int
 }
 
 // Do takes name (waiting as Wait allows), runs fn with a context that is

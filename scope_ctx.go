@@ -50,7 +50,7 @@ func (h *held) lostAt() time.Time {
 func (s *Scope) resetSafe() {
 	safe := int64(noDeadline)
 	for _, h := range s.held {
-		if h.lock.LockedUntil != nil {
+		if h.lock.LockedUntil != nil && h.guards == 0 { // a guarding transaction holds its row (guard.go)
 			safe = min(safe, int64(h.lostAt().Sub(s.epoch)))
 		}
 	}
@@ -68,7 +68,7 @@ func (s *Scope) checkDeadline() {
 	s.mu.Lock()
 	var overdue []errand
 	for name, h := range s.held {
-		if h.lock.LockedUntil != nil && !now.Before(h.lostAt()) {
+		if h.lock.LockedUntil != nil && h.guards == 0 && !now.Before(h.lostAt()) {
 			overdue = append(overdue, errand{name: name, lock: h.lock})
 		}
 	}

@@ -121,8 +121,8 @@ func (s *Scope) errands(now time.Time) (todo []errand, wait time.Duration) {
 	wait = time.Hour
 	for _, name := range slices.Sorted(maps.Keys(s.held)) {
 		h := s.held[name]
-		if h.lock.LockedUntil == nil {
-			continue // never expires
+		if h.lock.LockedUntil == nil || h.guards > 0 {
+			continue // never expires, or renewed by the guarding transaction (guard.go)
 		}
 		lostAt := h.lostAt()
 		switch {
@@ -174,11 +174,13 @@ func (s *Scope) lose(name string, l *Lock, why error) {
 		s.mu.Unlock()
 		return
 	}
+	// Cancel before the lock leaves held: a check of the context (scope_ctx.go)
+	// in between would find no deadline and a context not yet done.
+	s.cancel(fmt.Errorf("%w: %q", ErrLockLost, name))
 	delete(s.held, name)
 	s.resetSafe()
 	s.lost = append(s.lost, name)
 	s.mu.Unlock()
-	s.cancel(fmt.Errorf("%w: %q", ErrLockLost, name))
 	s.m.warn(s.ctx, "lockmgr: lock lost", name, why)
 	if s.m.hooks.OnLost != nil {
 		s.m.hooks.OnLost(l, time.Since(s.start))
@@ -201,12 +203,12 @@ func (s *Scope) close() error {
 	s.mu.Lock()
 	s.closed = true
 	held, lost, mainName := s.held, slices.Clone(s.lost), s.main.Name
+	s.cancel(context.Canceled) // before the locks leave held, as in lose
 	s.held = nil
 	s.safeUntil.Store(noDeadline)
 	s.mu.Unlock()
 	s.stopTend()
 	<-s.tendDone
-	defer s.cancel(context.Canceled)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.parent), s.m.release)
 	defer cancel()
 	var errs []error

@@ -27,9 +27,10 @@ var _ gocron.Elector = (*Elector)(nil)
 func NewElector(e *lockmgr.Election) *Elector { return &Elector{e: e} }
 
 // IsLeader returns nil while this member leads the election, without a
-// query (Election.Leading): not before its term began, nor once its lead
-// context has ended (leadership lost, resigned, or in doubt). Otherwise
-// it returns ErrNotLeader. A job that starts just before leadership is
+// query (Election.Leading): not before its term began, nor once its lock
+// is lost, resigned or in doubt (past its safe deadline). While Run's
+// context has ended and lead still drains, the lock is still held and
+// IsLeader still returns nil. Otherwise it returns ErrNotLeader. A job that starts just before leadership is
 // lost still runs: work that must never come from a former leader goes
 // through lockmgr's Guard or the term's fence.
 func (el *Elector) IsLeader(context.Context) error {

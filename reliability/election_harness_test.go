@@ -80,9 +80,10 @@ type electionProc struct {
 	resigned chan string
 
 	mu       sync.Mutex
-	observed []int64    // the fences of the terms its Observe printed, zero Terms left out
-	pauses   [][2]int64 // SIGSTOP, SIGCONT
-	ended    int64      // killed or stopped; 0 while it runs
+	observed []int64                 // the fences of the terms its Observe printed, zero Terms left out
+	slow     map[int64]time.Duration // ledger ids of its writes slower than TTL/5, check to commit
+	pauses   [][2]int64              // SIGSTOP, SIGCONT
+	ended    int64                   // killed or stopped; 0 while it runs
 	paused   bool
 }
 
@@ -108,7 +109,8 @@ func (h *electionHarness) spawn() *electionProc {
 		LockTable: h.lockT, Ledger: h.ledgerT, Name: "leader", Who: who,
 		TTL: h.ttl, Tick: 20 * time.Millisecond, Drain: h.drain, Control: h.control,
 	})
-	p := &electionProc{child: c, who: who, started: monoNow(), exit: make(chan string, 1), resigned: make(chan string, 16)}
+	p := &electionProc{child: c, who: who, started: monoNow(), exit: make(chan string, 1), resigned: make(chan string, 16),
+		slow: map[int64]time.Duration{}}
 	ready := make(chan struct{})
 	go h.read(p, ready)
 	select {
@@ -141,6 +143,12 @@ func (h *electionHarness) read(p *electionProc, ready chan struct{}) {
 				p.observed = append(p.observed, n)
 				p.mu.Unlock()
 			}
+		case "slow":
+			id, _ := strconv.ParseInt(f[1], 10, 64)
+			ns, _ := strconv.ParseInt(f[2], 10, 64)
+			p.mu.Lock()
+			p.slow[id] = time.Duration(ns)
+			p.mu.Unlock()
 		case "resigned":
 			p.resigned <- strings.Join(f[1:], " ")
 		case "exit":

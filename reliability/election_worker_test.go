@@ -47,6 +47,7 @@ type electionWorkerConfig struct {
 //	lead <fence>          it won a term
 //	observed <fence> <who> its Observe saw a term (fence 0: no leader)
 //	resigned <error|ok>   Resign (SIGUSR1) returned
+//	slow <id> <ns>        a write took longer than TTL/5 from check to commit
 //	exit <ok|error>       Run returned (SIGTERM: after lead drained)
 type electionWorker struct {
 	cfg    electionWorkerConfig
@@ -163,9 +164,16 @@ func (w *electionWorker) drain(t lockmgr.Term, tick *time.Ticker) error {
 	return context.Canceled
 }
 
+// write appends a row; one that took longer than a fifth of the TTL from
+// its check to its commit (the margin a passed check leaves) is printed
+// as "slow <id> <ns>": a lead context cannot cover it (use Guard).
 func (w *electionWorker) write(fence int64, phase string, check int64) {
 	row := electionWrite{Fence: fence, Who: w.cfg.Who, Phase: phase, Check: check}
 	if err := w.ledger.Table(w.cfg.Ledger).Create(&row).Error; err != nil {
 		fmt.Fprintln(os.Stderr, "ledger write:", err)
+		return
+	}
+	if took := monoNow() - check; took > int64(w.cfg.TTL/5) {
+		w.printf("slow %d %d", row.ID, took)
 	}
 }

@@ -21,6 +21,7 @@ var childRoles = map[string]func(config string) int{
 	"shutdown":  runShutdownChild,
 	"election":  runElectionChild,
 	"semaphore": runSemaphoreChild,
+	"guard":     runGuardChild,
 }
 
 func TestMain(m *testing.M) {

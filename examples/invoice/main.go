@@ -4,11 +4,15 @@
 //	go run ./examples/invoice
 //
 // A scope (Manager.Do) on "invoice:42" lets one worker at a time in.
-// Inside it, one GORM transaction marks the invoice paid, reserves the
-// stock of every order line with SetLock(…, Fail()) through Manager.WithTx
-// — all lines or none — and records the charge. If any line's stock is
-// held, the transaction rolls back, the lock rows SetLock wrote included,
-// and the invoice stays open.
+// Inside it, one transaction guarded by the scope's lock
+// (Scope.Transaction: Manager.Guard first, so a worker that lost the lock
+// — paused past its expiry while another took over — writes nothing)
+// marks the invoice paid, reserves the stock of every order line with
+// SetLock(…, Fail()) through Manager.WithTx — all lines or none — and
+// records the charge. If any line's stock is held, the transaction rolls
+// back, the lock rows SetLock wrote included, and the invoice stays open.
+// The invoice lock is taken outside the transaction and guarded inside;
+// the stock reservations are taken inside, to commit with the charge.
 package main
 
 import (
@@ -159,9 +163,10 @@ func (s *shop) charge(ctx context.Context, worker string, lines []Line) {
 		fence := scope.Main().Fence
 		s.p.Printf("  %s: holds invoice:%d (fence %d) after %s; starts a transaction",
 			worker, invoiceID, fence, time.Since(asked).Round(time.Millisecond))
-		// ctx is cancelled if the invoice lock is lost; the transaction
-		// then rolls back instead of committing without the lock.
-		return s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		// The guard holds the invoice lock's row until the commit: no one
+		// takes it over meanwhile, and a lock already lost is ErrNotHeld
+		// before any write, which rolls everything back.
+		return scope.Transaction(ctx, func(tx *gorm.DB) error {
 			return s.chargeInTx(ctx, tx, worker, fence, lines)
 		})
 	}, lockmgr.Expires(30*time.Second), lockmgr.Wait(10*time.Second), lockmgr.LockedBy(worker))
@@ -176,6 +181,8 @@ func (s *shop) charge(ctx context.Context, worker string, lines []Line) {
 		s.p.Printf("  %s: %s is held by %s, so the transaction rolled back", worker, held.Lock.Name, held.Lock.LockedBy)
 	case errors.Is(err, lockmgr.ErrLocked):
 		s.p.Printf("  %s: another worker kept invoice:%d for too long; will retry later", worker, invoiceID)
+	case errors.Is(err, lockmgr.ErrNotHeld):
+		s.p.Printf("  %s: lost invoice:%d before writing (%v); nothing was written", worker, invoiceID, err)
 	default:
 		s.p.Printf("  %s: failed: %v", worker, err)
 	}
@@ -183,8 +190,8 @@ func (s *shop) charge(ctx context.Context, worker string, lines []Line) {
 
 // chargeInTx does the charge's writes in tx: all of them commit, or none.
 func (s *shop) chargeInTx(ctx context.Context, tx *gorm.DB, worker string, fence int64, lines []Line) error {
-	// Mark the invoice paid if it is still open. Writing first also makes
-	// SQLite take its write lock now rather than upgrade a read lock later.
+	// Mark the invoice paid if it is still open (the guard, a write, has
+	// already taken SQLite's write lock).
 	now := time.Now().UTC()
 	res := tx.Table(s.invoices).Where("id = ? AND status = ?", invoiceID, "open").
 		Updates(map[string]any{"status": "paid", "paid_at": now})

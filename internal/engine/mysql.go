@@ -142,6 +142,12 @@ func (e MySQL) Statements(t Table) Statements {
 		s.FenceBumpBounded = t.sql(`UPDATE /*+ SET_VAR(innodb_lock_wait_timeout=1) */ ` + tidbFenceBump)
 		s.NoWait = t.sql(`SELECT 1 FROM {table} WHERE name = @name FOR UPDATE NOWAIT`)
 	}
+	// updated_at moves at least a microsecond, so the row always changes:
+	// an unchanged row is not counted as affected, nor certified on Galera.
+	s.Guard = t.sql(`UPDATE {table}
+		SET updated_at = GREATEST(UTC_TIMESTAMP(6), COALESCE(updated_at, UTC_TIMESTAMP(6)) + INTERVAL 1 MICROSECOND)
+		WHERE name = @name AND token = @token AND ` + myLive)
+	t.guardMiss(&s, myLive)
 	t.clientAddTime(&s)
 	return s
 }

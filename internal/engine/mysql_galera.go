@@ -61,6 +61,7 @@ var synced = map[Stmt]bool{
 	StAcquire: true, StAcquireExec: true, StRelease: true, StUnlock: true, StIsLocked: true,
 	StRenewMax: true, StRenewAdd: true, StClean: true, StReset: true, StList: true, StListAfter: true,
 	StReadBack: true, StGet: true, StReleaseHold: true, StSemaphore: true, StSemaphoreFree: true,
+	StGuard: true, StGuardMiss: true,
 }
 
 // Forms are a MariaDB statement's Galera form and the forms that bound its

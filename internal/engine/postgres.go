@@ -119,6 +119,11 @@ func (Postgres) Statements(t Table) Statements {
 		t.sql(pgDelete(own, pgNotifyIfWatched))
 	s.Unlock, s.UnlockNotify, s.UnlockWatched = t.sql(pgDelete(named, "")), t.sql(pgDelete(named, pgNotifyAlways)),
 		t.sql(pgDelete(named, pgNotifyIfWatched))
+	// A guard's UPDATE waits for a transaction that holds the row (an
+	// acquisition taking it over), then reads the row as that one left it.
+	s.Guard = t.sql(`UPDATE {table} SET updated_at = GREATEST(statement_timestamp(), updated_at + interval '1 microsecond')
+		WHERE name = @name AND token = @token AND ` + pgLive)
+	t.guardMiss(&s, pgLive)
 	t.clientAddTime(&s)
 	return s
 }

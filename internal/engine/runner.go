@@ -41,6 +41,8 @@ const (
 	StReleaseHold
 	StSemaphore
 	StSemaphoreFree
+	StGuard
+	StGuardMiss
 	NumStmts
 )
 

@@ -132,6 +132,10 @@ func (SQLite) Statements(t Table) Statements {
 				SELECT i FROM g WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE name = @name || '#' || g.i AND ` + sqliteLive + `)
 				ORDER BY random() LIMIT @limit)`),
 	}
+	// The first write of GORM's deferred transaction: it takes the
+	// database's write lock at once, not at the caller's first write.
+	s.Guard = t.sql(`UPDATE {table} SET updated_at = @now WHERE name = @name AND token = @token AND ` + sqliteLive)
+	t.guardMiss(&s, sqliteLive)
 	t.clientAddTime(&s)
 	return s
 }

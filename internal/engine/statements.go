@@ -58,6 +58,15 @@ type Statements struct {
 	// NoWait locks the name's row or gives up at once; FenceBumpBounded is
 	// FenceBump waiting 1 s at most (TiDB).
 	FenceBump, NoWait, FenceBumpBounded string
+
+	// Guard is a write on the name's live row held by @token, run inside
+	// the caller's transaction (Manager.Guard): it holds the row until the
+	// transaction ends, and is certified on Galera and checked at commit on
+	// TiDB. It always changes updated_at, so that MySQL's rows affected (the
+	// changed rows) is 1 exactly when the lock is held. GuardMiss reads the
+	// name's row, live or not, after a guard found none: token, holder,
+	// LiveFlag.
+	Guard, GuardMiss string
 }
 
 // Forms are the other texts a compiled statement is sent as (empty: as
@@ -122,6 +131,12 @@ func (t Table) sql(text string) string {
 
 // lockTimeout is t.Bound as PostgreSQL's lock_timeout reads it ("50ms").
 func (t Table) lockTimeout() string { return ms(t.Bound) + "ms" }
+
+// guardMiss sets GuardMiss, which reads whether the row is live by live.
+func (t Table) guardMiss(s *Statements, live string) {
+	s.GuardMiss = t.sql(`SELECT COALESCE(token, ''), COALESCE(locked_by, ''), CASE WHEN ` + live + ` THEN 1 ELSE 0 END
+		FROM {table} WHERE name = @name`)
+}
 
 // clientAddTime sets ReadUntil and CasUntil, which only SQLite runs, but
 // every engine has had compiled.
