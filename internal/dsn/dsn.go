@@ -1,7 +1,3 @@
-// Package dsn turns the database strings that lockmgr's CLI (--dsn,
-// LOCKMGR_DSN) and its examples (-dsn) accept into a database/sql driver
-// name, a DSN in that driver's syntax and a GORM dialector, so that the
-// same string means the same database everywhere.
 package dsn
 
 import (
