@@ -8,6 +8,8 @@
 #   .ci/engines/pgreplica.sh failover            kill -9 the primary, promote the standby
 #   .ci/engines/pgreplica.sh rebuild             make the dead old primary a standby of the new one
 #   .ci/engines/pgreplica.sh pause|resume        pause / resume WAL replay on the standby
+#   .ci/engines/pgreplica.sh cut                 cut the replication stream (the standby
+#                                                streams from nowhere until rebuilt)
 #
 # Knobs: LOCKMGR_PGREPLICA_DIR (default /tmp/lockmgr-pgreplica; never inside the
 # repository), LOCKMGR_PGREPLICA_PORT (default 15432: node a; node b is port + 1),
@@ -164,6 +166,18 @@ rebuild() {
   echo "rebuild: node $s is a standby of node $p again" >&2
 }
 
+# cut: point the standby's walreceiver at a closed port; the primary's
+# later commits never reach it (a sync primary waits for it instead).
+cut() {
+  local s; s=$(other "$(primary)")
+  psql_on "$s" postgres "ALTER SYSTEM SET primary_conninfo = 'host=127.0.0.1 port=1 connect_timeout=1'" >&2
+  psql_on "$s" postgres "SELECT pg_reload_conf()" >/dev/null
+  local i; for ((i = 0; i < 50; i++)); do
+    [ "$(psql_on "$(primary)" postgres "SELECT count(*) FROM pg_stat_replication")" = 0 ] && break; sleep 0.1
+  done
+  echo "cut: node $s no longer streams from node $(primary)" >&2
+}
+
 case "${1:-}" in
   start) start "${2:-}" ;;
   stop) stop ;;
@@ -171,7 +185,8 @@ case "${1:-}" in
   dsn) dsn ;;
   failover) failover ;;
   rebuild | failback) rebuild ;;
+  cut) cut ;;
   pause) psql_on "$(other "$(primary)")" postgres "SELECT pg_wal_replay_pause()" >/dev/null ;;
   resume) psql_on "$(other "$(primary)")" postgres "SELECT pg_wal_replay_resume()" >/dev/null ;;
-  *) sed -n '2,10p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,12p' "$0" >&2; exit 2 ;;
 esac
