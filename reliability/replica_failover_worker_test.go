@@ -23,10 +23,10 @@ type replicaConfig struct {
 // replicaAck is one acknowledged acquisition, printed by a worker as a JSON
 // line the moment GetLock returns; the parent stamps Recv when it reads it.
 type replicaAck struct {
-	Name    string `json:"n"`
-	Fence   int64  `json:"f"`
-	Created int64  `json:"c"` // the database's clock, unix microseconds
-	Until   int64  `json:"u"`
+	Name    string    `json:"n"`
+	Fence   int64     `json:"f"`
+	Created int64     `json:"c"` // the database's clock, unix microseconds
+	Until   int64     `json:"u"`
 	Recv    time.Time `json:"-"`
 }
 
