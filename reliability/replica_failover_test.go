@@ -156,16 +156,19 @@ func checkRound(t *testing.T, mode string, cut bool, res roundResult) {
 }
 
 // primaryPort is the port of the node pgreplica.sh reports as primary.
-func primaryPort(t *testing.T) string {
+func primaryPort(t *testing.T) string { return nodePort(t, "primary") }
+
+// nodePort is the port of the node pgreplica.sh reports in role.
+func nodePort(t *testing.T, role string) string {
 	t.Helper()
 	out, err := exec.Command("bash", filepath.Join("..", ".ci", "engines", "pgreplica.sh"), "status").Output()
 	require.NoError(t, err)
 	for _, line := range strings.Split(string(out), "\n") {
-		if f := strings.Fields(line); len(f) == 4 && f[3] == "primary" {
+		if f := strings.Fields(line); len(f) == 4 && f[3] == role {
 			return strings.TrimPrefix(f[1], "127.0.0.1:")
 		}
 	}
-	t.Fatalf("no primary in %q", out)
+	t.Fatalf("no %s in %q", role, out)
 	return ""
 }
 
