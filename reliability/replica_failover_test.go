@@ -22,7 +22,8 @@ import (
 )
 
 // pgreplica runs .ci/engines/pgreplica.sh with args and returns the last
-// line it printed.
+// line it printed. Node b, the standby promoted first, runs 50 ms behind
+// node a (libfaketime) unless LOCKMGR_PGREPLICA_SKEW_MS says otherwise.
 func pgreplica(t *testing.T, args ...string) string {
 	t.Helper()
 	script, err := filepath.Abs(filepath.Join("..", ".ci", "engines", "pgreplica.sh"))
@@ -30,6 +31,9 @@ func pgreplica(t *testing.T, args ...string) string {
 	var out, errOut bytes.Buffer
 	cmd := exec.Command("bash", append([]string{script}, args...)...)
 	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if _, set := os.LookupEnv("LOCKMGR_PGREPLICA_SKEW_MS"); !set {
+		cmd.Env = append(os.Environ(), "LOCKMGR_PGREPLICA_SKEW_MS=50")
+	}
 	require.NoError(t, cmd.Run(), "pgreplica.sh %v: %s", args, errOut.String())
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	return lines[len(lines)-1]
@@ -46,7 +50,8 @@ type failoverEnv struct {
 
 // TestReplicaFailover runs a private primary and hot standby
 // (.ci/engines/pgreplica.sh), in synchronous and in asynchronous mode,
-// and fails over twice in each: once plainly, once with the replication
+// and fails over twice in each: once plainly to a standby whose clock
+// runs 50 ms behind, once back (after a rebuild) with the replication
 // stream cut a second before the kill. Worker processes acquire through
 // a multi-host DSN all along. Judged from outside: every acquisition
 // acknowledged before the kill is on the new primary (sync), fences of a

@@ -14,6 +14,8 @@
 # Knobs: LOCKMGR_PGREPLICA_DIR (default /tmp/lockmgr-pgreplica; never inside the
 # repository), LOCKMGR_PGREPLICA_PORT (default 15432: node a; node b is port + 1),
 # LOCKMGR_PGREPLICA_MODE (sync or async, default sync; start's argument wins),
+# LOCKMGR_PGREPLICA_SKEW_MS=N runs node b (the first standby) under libfaketime,
+# its clock N ms behind node a's (default 0: no skew; read at each start of b),
 # PG_BIN (default /usr/lib/postgresql/15/bin). The servers run as the postgres
 # user with trust authentication, database "test". The cluster on 5432 is never
 # touched. Node roles swap at each failover; rebuild + failover is the way back.
@@ -60,8 +62,22 @@ logging_collector = off
 CONF
 }
 
+faketime_lib() {
+  local f; for f in /usr/lib/*/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1; do
+    [ -e "$f" ] && { echo "$f"; return 0; }
+  done
+  return 1
+}
+
+# pg_start NODE; node b runs LOCKMGR_PGREPLICA_SKEW_MS behind when that is set.
 pg_start() {
-  as_pg "$PG_BIN/pg_ctl" -D "$DIR/$1" -l "$DIR/$1.log" -w -t 60 start >&2 \
+  local skew=${LOCKMGR_PGREPLICA_SKEW_MS:-0} envs=() lib
+  if [ "$1" = b ] && [ "$skew" != 0 ]; then
+    lib=$(faketime_lib) || die "libfaketime not found (apt-get install faketime libfaketime)"
+    envs=(LD_PRELOAD="$lib" FAKETIME="-$(awk -v ms="$skew" 'BEGIN { printf "%.3f", ms / 1000 }')" FAKETIME_DONT_RESET=1)
+    echo "node b runs $skew ms behind (libfaketime)" >&2
+  fi
+  as_pg env "${envs[@]}" "$PG_BIN/pg_ctl" -D "$DIR/$1" -l "$DIR/$1.log" -w -t 60 start >&2 \
     || { tail -n 20 "$DIR/$1.log" >&2; die "node $1 did not start"; }
 }
 
@@ -188,5 +204,5 @@ case "${1:-}" in
   cut) cut ;;
   pause) psql_on "$(other "$(primary)")" postgres "SELECT pg_wal_replay_pause()" >/dev/null ;;
   resume) psql_on "$(other "$(primary)")" postgres "SELECT pg_wal_replay_resume()" >/dev/null ;;
-  *) sed -n '2,12p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,/^set /{/^#/p}' "$0" >&2; exit 2 ;;
 esac
