@@ -140,7 +140,7 @@ func runFailoverRound(t *testing.T, env *failoverEnv, round string) {
 	report(t, "replica-failover", map[string]any{
 		"replication": env.mode, "round": round, "acks": len(r.acks), "acked_before_kill": res.before,
 		"lost": res.lost, "overlaps": res.overlaps, "unexplained_overlaps": res.unexplained,
-		"fence_repeats": res.repeats, "fence_back": res.back, "resume_s": resume.Seconds(),
+		"taken_over": res.takenOver, "fence_repeats": res.repeats, "fence_back": res.back, "resume_s": resume.Seconds(),
 		"relisten_s": relisten.Seconds(), "scope": contention, "pinned_control_failed": err != nil,
 	})
 }
@@ -156,6 +156,7 @@ func checkRound(t *testing.T, mode string, cut bool, res roundResult) {
 	}
 	if mode == "async" && cut {
 		assert.Positive(t, res.lost, "control: async replication with a cut stream lost nothing, so the loss check may be blind")
+		assert.Equal(t, res.lost, res.takenOver, "a lost acquisition another caller could not take: was it lost?")
 	}
 	assert.Positive(t, res.before, "no acquisition was acknowledged before the kill")
 }

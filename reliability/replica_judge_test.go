@@ -21,6 +21,18 @@ type roundResult struct {
 	unexplained int // overlaps whose previous holder was acknowledged outside the loss window
 	repeats     int // a contended name's fence handed out twice
 	back        int // a contended name's fence lower than its previous one
+	takenOver   int // lost locks (still believed held) that another caller then took
+}
+
+// takeLost tries to take a lost lock, whose holder still believes it holds
+// it for minutes: 1 when another caller gets it, the loss made concrete.
+func takeLost(m *lockmgr.Manager, name string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := m.GetLock(ctx, name, lockmgr.Expires(time.Minute)); err != nil {
+		return 0
+	}
+	return 1
 }
 
 // judgeRound compares the workers' acknowledgements with the new primary.
@@ -46,6 +58,7 @@ func judgeRound(t *testing.T, env *failoverEnv, r *failoverRound) roundResult {
 			res.before++
 			if f, ok := have[a.Name]; !ok || f != a.Fence {
 				res.lost++
+				res.takenOver += takeLost(env.m, a.Name)
 			}
 		}
 	}
