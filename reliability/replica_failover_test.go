@@ -91,6 +91,7 @@ func startReplicaEnv(t *testing.T, mode string) *failoverEnv {
 		default:
 		}
 	})
+	l.Watch("lockmgr_relisten", "watched") // held until the test ends
 	env.listener = l
 	return env
 }
@@ -129,6 +130,7 @@ func runFailoverRound(t *testing.T, env *failoverEnv, round string) {
 	promoted := time.Now()
 	resume := resumeTime(t, env.m, promoted)
 	relisten := relistenTime(t, env, promoted)
+	rewatch := rewatchTime(t, env, promoted)
 	contention := contendScope(t, env, scope)
 	for _, w := range workers {
 		<-w
@@ -141,7 +143,7 @@ func runFailoverRound(t *testing.T, env *failoverEnv, round string) {
 		"replication": env.mode, "round": round, "acks": len(r.acks), "acked_before_kill": res.before,
 		"lost": res.lost, "overlaps": res.overlaps, "unexplained_overlaps": res.unexplained,
 		"taken_over": res.takenOver, "fence_repeats": res.repeats, "fence_back": res.back, "resume_s": resume.Seconds(),
-		"relisten_s": relisten.Seconds(), "scope": contention, "pinned_control_failed": err != nil,
+		"relisten_s": relisten.Seconds(), "rewatch_s": rewatch.Seconds(), "scope": contention, "pinned_control_failed": err != nil,
 	})
 }
 
@@ -249,5 +251,23 @@ func relistenTime(t *testing.T, env *failoverEnv, since time.Time) time.Duration
 		}
 	}
 	t.Error("the pgnotify listener heard nothing within 30 s of the promotion")
+	return 0
+}
+
+// rewatchTime is how long after the promotion the listener holds its
+// watch's shared advisory lock on the new primary again.
+func rewatchTime(t *testing.T, env *failoverEnv, since time.Time) time.Duration {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		var n int64
+		err := env.db.Raw(`SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND mode = 'ShareLock' AND granted
+			AND classid = hashtext('lockmgr_relisten')::oid AND objid = hashtext('watched')::oid`).Scan(&n).Error
+		if err == nil && n > 0 {
+			return time.Since(since)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Error("the pgnotify listener did not watch again within 30 s of the promotion")
 	return 0
 }
