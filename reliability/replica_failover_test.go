@@ -119,12 +119,14 @@ func runFailoverRound(t *testing.T, env *failoverEnv, round string) {
 	r := &failoverRound{}
 	workers := startReplicaWorkers(t, env, r, round, 7*time.Second)
 	scope := holdScope(t, env, round)
+	counter := startCounter(t, env)
 	time.Sleep(2500 * time.Millisecond)
 	if cut {
 		pgreplica(t, "cut")
 		r.cut = time.Now()
 		time.Sleep(time.Second)
 	}
+	counter.halt()
 	r.killed = time.Now()
 	pgreplica(t, "failover")
 	promoted := time.Now()
@@ -132,6 +134,7 @@ func runFailoverRound(t *testing.T, env *failoverEnv, round string) {
 	relisten := relistenTime(t, env, promoted)
 	rewatch := rewatchTime(t, env, promoted)
 	contention := contendScope(t, env, scope)
+	repeated := counter.repeated(t)
 	for _, w := range workers {
 		<-w
 	}
@@ -139,11 +142,16 @@ func runFailoverRound(t *testing.T, env *failoverEnv, round string) {
 	_, err := pinned.GetLock(context.Background(), "pinned-control", lockmgr.Expires(time.Second))
 	assert.Error(t, err, "control: a client pinned to the old primary's port %s still writes", oldPort)
 	checkRound(t, env.mode, cut, res)
+	if env.mode == "sync" {
+		assert.False(t, repeated, "a plain counter repeated a number with synchronous replication")
+	} else if cut {
+		assert.True(t, repeated, "control: a counter without a clock floor did not repeat, so the fence check may be blind")
+	}
 	report(t, "replica-failover", map[string]any{
 		"replication": env.mode, "round": round, "acks": len(r.acks), "acked_before_kill": res.before,
 		"lost": res.lost, "overlaps": res.overlaps, "unexplained_overlaps": res.unexplained,
 		"taken_over": res.takenOver, "fence_repeats": res.repeats, "fence_back": res.back, "resume_s": resume.Seconds(),
-		"relisten_s": relisten.Seconds(), "rewatch_s": rewatch.Seconds(), "scope": contention, "pinned_control_failed": err != nil,
+		"relisten_s": relisten.Seconds(), "rewatch_s": rewatch.Seconds(), "scope": contention, "pinned_control_failed": err != nil, "counter_control_repeated": repeated,
 	})
 }
 
