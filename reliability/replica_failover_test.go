@@ -75,6 +75,7 @@ func TestReplicaFailover(t *testing.T) {
 
 func startReplicaEnv(t *testing.T, mode string) *failoverEnv {
 	t.Helper()
+	pgreplica(t, "stop") // whatever a killed run left behind
 	dsn := pgreplica(t, "start", mode)
 	t.Cleanup(func() { pgreplica(t, "stop") })
 	env := &failoverEnv{mode: mode, dsn: dsn, table: tableName("failover"), heard: make(chan string, 1)}
