@@ -22,6 +22,7 @@ var childRoles = map[string]func(config string) int{
 	"election":  runElectionChild,
 	"semaphore": runSemaphoreChild,
 	"guard":     runGuardChild,
+	"replica":   runReplicaChild,
 }
 
 func TestMain(m *testing.M) {
