@@ -106,6 +106,12 @@ func replica(ctx context.Context, m *lockmgr.Manager, p *demo.Printer, c *config
 	if err != nil {
 		return err
 	}
+	// The Manager checks its table on its first call (a few hundred ms):
+	// make it before the scheduler starts, so that no tick's lock waits
+	// for it and falls outside the hold of the replica that ran the tick.
+	if _, err := m.IsLocked(ctx, "gocron:report"); err != nil {
+		return err
+	}
 	clock := lagging{clockwork.NewRealClock(), c.lag}
 	s, err := gocron.NewScheduler(gocron.WithDistributedLocker(locker), gocron.WithClock(clock))
 	if err != nil {
