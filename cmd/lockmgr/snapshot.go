@@ -6,12 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gormlock/lockmgr"
 	"gorm.io/gorm"
+
+	"github.com/gormlock/lockmgr/internal/engine"
 )
 
 // snapshot is every row of the lock table, live or expired, read together
@@ -99,7 +100,7 @@ func dbNow(ctx context.Context, db *gorm.DB) (time.Time, error) {
 	if err := db.WithContext(ctx).Raw(query).Row().Scan(&v); err != nil {
 		return time.Time{}, err
 	}
-	t, err := toTime(v)
+	t, err := engine.ToTime(v)
 	if err != nil || t == nil {
 		return time.Time{}, errors.Join(errors.New("no time"), err)
 	}
@@ -120,14 +121,14 @@ func scanRow(rows *sql.Rows) (*lockmgr.Lock, error) {
 		l.LockProcess = &pid.Int64
 	}
 	var err error
-	if l.LockedUntil, err = toTime(until); err != nil {
+	if l.LockedUntil, err = engine.ToTime(until); err != nil {
 		return nil, err
 	}
 	for _, f := range []struct {
 		v   any
 		dst *time.Time
 	}{{created, &l.CreatedAt}, {updated, &l.UpdatedAt}} {
-		t, err := toTime(f.v)
+		t, err := engine.ToTime(f.v)
 		if err != nil {
 			return nil, err
 		}
@@ -136,51 +137,4 @@ func scanRow(rows *sql.Rows) (*lockmgr.Lock, error) {
 		}
 	}
 	return &l, nil
-}
-
-// toTime converts a timestamp as the drivers return it: time.Time, text
-// (SQLite; without a zone it is UTC, as Django and lockmgr write it) or
-// microseconds since the epoch.
-func toTime(v any) (*time.Time, error) {
-	var t time.Time
-	switch x := v.(type) {
-	case nil:
-		return nil, nil
-	case int64:
-		t = time.UnixMicro(x)
-	case time.Time:
-		t = x
-	case []byte:
-		return parseTime(string(x))
-	case string:
-		return parseTime(x)
-	default:
-		return nil, fmt.Errorf("unexpected timestamp %T", v)
-	}
-	t = t.UTC()
-	return &t, nil
-}
-
-var timeLayouts = []string{
-	"2006-01-02 15:04:05.999999999Z07:00",
-	"2006-01-02T15:04:05.999999999Z07:00",
-	"2006-01-02 15:04:05.999999999",
-	"2006-01-02T15:04:05.999999999",
-	"2006-01-02 15:04",
-}
-
-// parseTime reads a timestamp written as text.
-func parseTime(s string) (*time.Time, error) {
-	if us, err := strconv.ParseInt(s, 10, 64); err == nil {
-		t := time.UnixMicro(us).UTC()
-		return &t, nil
-	}
-	s = strings.TrimSpace(s)
-	for _, layout := range timeLayouts {
-		if t, err := time.Parse(layout, s); err == nil {
-			t = t.UTC()
-			return &t, nil
-		}
-	}
-	return nil, errors.New("unreadable timestamp " + strconv.Quote(s))
 }
