@@ -163,25 +163,11 @@ func supervise(ctx context.Context, m *lockmgr.Manager, p *demo.Printer, where s
 	p.Printf("Starting %d replicas on %s, one tick every %s.", c.replicas, where, c.every)
 	p.Printf("Each tick, exactly one replica runs the job; the others skip it.")
 	p.Printf("")
-	var children []*demo.Child
-	for i := range c.replicas {
-		name := fmt.Sprintf("replica-%d", i+1)
-		args := []string{"-dsn", c.dsn, "-table", c.table, "-replicas", "1", "-name", name,
+	err := demo.RunReplicas(ctx, p, c.replicas, func(_ int, name string) []string {
+		return []string{"-dsn", c.dsn, "-table", c.table, "-replicas", "1", "-name", name,
 			"-ticks", fmt.Sprint(c.ticks), "-every", c.every.String(), "-job-time", c.jobTime.String()}
-		child, err := demo.StartChild(ctx, name, args, func(line string) { p.Printf("%s", line) })
-		if err != nil {
-			return err
-		}
-		children = append(children, child)
-	}
-	var errs []error
-	for _, child := range children {
-		errs = append(errs, child.Wait())
-	}
-	if ctx.Err() != nil {
-		return nil
-	}
-	if err := errors.Join(errs...); err != nil {
+	})
+	if err != nil || ctx.Err() != nil {
 		return err
 	}
 	return summary(ctx, m, p, start)

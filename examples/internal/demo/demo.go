@@ -6,6 +6,7 @@ package demo
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -144,3 +145,27 @@ func (c *Child) Wait() error {
 
 // Done is closed when the child has exited.
 func (c *Child) Done() <-chan struct{} { return c.done }
+
+// RunReplicas starts n copies of this program, named replica-1 … replica-n,
+// each with the arguments args gives for its index (0-based) and name,
+// relays what they print to p, and waits for all of them. It returns nil
+// once ctx has ended (the replicas were interrupted), else their errors.
+func RunReplicas(ctx context.Context, p *Printer, n int, args func(i int, name string) []string) error {
+	var children []*Child
+	for i := range n {
+		name := fmt.Sprintf("replica-%d", i+1)
+		child, err := StartChild(ctx, name, args(i, name), func(line string) { p.Printf("%s", line) })
+		if err != nil {
+			return err
+		}
+		children = append(children, child)
+	}
+	var errs []error
+	for _, child := range children {
+		errs = append(errs, child.Wait())
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return errors.Join(errs...)
+}
