@@ -74,6 +74,13 @@ func (m *Manager) Do(ctx context.Context, name string, fn func(ctx context.Conte
 	if err != nil {
 		return err
 	}
+	return s.run(fn)
+}
+
+// run runs fn with s and closes s once fn has returned, failed or
+// panicked (the panic is re-raised after the release): fn's error joined
+// with Close's.
+func (s *Scope) run(fn func(ctx context.Context, s *Scope) error) (err error) {
 	defer func() {
 		r := recover()
 		err = errors.Join(err, s.Close())

@@ -119,14 +119,7 @@ func (s *Semaphore) Do(ctx context.Context, fn func(ctx context.Context, sc *Sco
 	if err != nil {
 		return err
 	}
-	defer func() {
-		r := recover()
-		err = errors.Join(err, sc.Close())
-		if r != nil {
-			panic(r)
-		}
-	}()
-	return fn(sc.Context(), sc)
+	return sc.run(fn)
 }
 
 // Holders returns the live locks of the semaphore's slots, in slot order,
